@@ -21,7 +21,6 @@ downloaded.
 
 from __future__ import annotations
 
-import math
 import os
 from collections import OrderedDict
 from typing import Iterator
@@ -125,7 +124,7 @@ def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class SmallCNN(nn.Module):
-    """A small, fast CPU CNN: conv-BN-ReLU stages of widths 32-64-128-256, total stride 8.
+    """A small, fast CPU CNN: four conv-BN-ReLU stages of widths 32-64-128-256, total stride 8.
 
     A 64 px input gives a (256, 8, 8) map; any input size works.
     """
@@ -136,7 +135,7 @@ class SmallCNN(nn.Module):
         self.stem = _conv_bn_relu(in_channels, w0, 2)  # /2
         self.stage1 = _conv_bn_relu(w0, w1, 2)  # /4
         self.stage2 = _conv_bn_relu(w1, w2, 2)  # /8
-        self.stage3 = nn.Sequential(_conv_bn_relu(w2, w3, 1), _conv_bn_relu(w3, w3, 1))
+        self.stage3 = _conv_bn_relu(w2, w3, 1)  # /8, widen
         self.out_channels = w3
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

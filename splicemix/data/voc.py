@@ -29,7 +29,7 @@ _CLASS_INDEX = {name: k for k, name in enumerate(VOC_CLASSES)}
 
 
 def _resolve_year_dir(root: str, year: str) -> str:
-    """Find ``VOC{year}``: accept root = its parent's parent, VOCdevkit, or VOC{year} itself."""
+    """Find ``VOC{year}`` under root, root/VOCdevkit, or root itself being VOC{year}."""
     candidates = [
         os.path.join(root, "VOCdevkit", f"VOC{year}"),
         os.path.join(root, f"VOC{year}"),

@@ -1,0 +1,426 @@
+"""Training configuration: pydantic models, YAML loading and ``--set key=value`` overrides.
+
+Every section forbids unknown keys, so a typo is an error rather than a silently ignored
+setting. :func:`load_config` turns every problem into one :class:`ConfigError` whose
+message names the file, the dotted key, the bad value and what was expected::
+
+    cfg = load_config("configs/default.yaml", ["train.epochs=3", "mix.grids=[2x2, 1x2]"])
+
+Values given with ``--set`` are parsed with ``yaml.safe_load`` (so ``3`` is an int, ``0.5``
+a float, ``[1, 2]`` a list, ``null`` None); nothing is ever evaluated as Python.
+The built-in defaults (``TrainConfig()``) are the main job of ``configs/default.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "SyntheticKnobs",
+    "CocoPaths",
+    "VocPaths",
+    "ModelConfig",
+    "MixConfig",
+    "OptimConfig",
+    "TrainSection",
+    "TrainConfig",
+    "load_config",
+    "apply_overrides",
+    "config_to_yaml",
+]
+
+MODEL_NAMES = ("smallcnn", "resnet18", "resnet50", "resnet101", "vit_tiny", "vit_b_16")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file, the key, the value and what was expected."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- data
+class SyntheticKnobs(_Section):
+    """Mirrors :class:`splicemix.data.synthetic.SyntheticConfig` (the embedded data set); same defaults."""
+
+    n_train: int = Field(2000, ge=1, description="training images generated")
+    n_val: int = Field(1000, ge=1, description="validation images generated")
+    image_size: int = Field(64, ge=16, description="side of the generated images, px")
+    num_classes: int = Field(10, ge=2, le=20, description="number of classes (shapes)")
+    imbalance: float = Field(0.0, ge=0.0, description="p_k ~ (k+1)^-imbalance; 0 = balanced")
+    mean_objects: float = Field(2.0, gt=0.0, description="expected classes per image before truncation")
+    objects: tuple[int, int] = Field((1, 4), description="(min, max) classes per image")
+    cooc_strength: float = Field(0.8, ge=0.0, le=1.0, description="train: chance a pair partner is added")
+    num_cooc_pairs: Optional[int] = Field(None, ge=0, description="pairs (0,1),(2,3),...; null = max(1, K//4)")
+    scale: tuple[float, float] = Field((0.15, 0.5), description="object size range, fraction of the side")
+    max_overlap: float = Field(0.25, ge=0.0, le=1.0)
+    seed: int = Field(0, ge=0, description="generator seed (the data set, not the training run)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SyntheticKnobs":
+        try:
+            from .data.synthetic import SyntheticConfig
+        except ImportError:  # pragma: no cover
+            return self
+        try:
+            SyntheticConfig(**self.model_dump())
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"data.{e}") from None  # "data.synthetic: knob=... is invalid; expected ..."
+        return self
+
+
+class CocoPaths(_Section):
+    train_images: Optional[str] = None
+    train_annotations: Optional[str] = None
+    val_images: Optional[str] = None
+    val_annotations: Optional[str] = None
+
+
+class VocPaths(_Section):
+    root: Optional[str] = Field(None, description="directory holding VOCdevkit (or VOCdevkit itself)")
+    year: str = "2007"
+    train_set: str = "trainval"
+    val_set: str = "test"
+
+
+class DataConfig(_Section):
+    dataset: Literal["synthetic", "coco", "voc"] = "synthetic"
+    root: str = Field("data/synthetic", description="synthetic: where the data set is generated / cached")
+    synthetic: SyntheticKnobs = Field(default_factory=SyntheticKnobs)
+    coco: CocoPaths = Field(default_factory=CocoPaths)
+    voc: VocPaths = Field(default_factory=VocPaths)
+    image_size: int = Field(64, ge=8, description="training / evaluation resolution, px")
+    eval_sizes: list[int] = Field(default_factory=list, description="extra (lower) evaluation resolutions")
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    hflip: bool = True
+    missing_label_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    workers: int = Field(2, ge=0)
+    train_limit: Optional[int] = Field(None, ge=1)
+    val_limit: Optional[int] = Field(None, ge=1)
+
+    @field_validator("eval_sizes")
+    @classmethod
+    def _eval_sizes_positive(cls, v: list[int]) -> list[int]:
+        bad = [s for s in v if s < 1]
+        if bad:
+            raise ValueError(f"evaluation sizes must be positive integers, got {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"evaluation sizes must be distinct, got {v}")
+        return v
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _crop_scale(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not (0 < v[0] <= v[1] <= 1):
+            raise ValueError(f"expected 0 < min <= max <= 1, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _paths(self) -> "DataConfig":
+        if self.dataset == "coco":
+            missing = [k for k, v in self.coco.model_dump().items() if not v]
+            if missing:
+                raise ValueError(
+                    "data.dataset is 'coco' but "
+                    + ", ".join(f"data.coco.{k}" for k in missing)
+                    + " not set; expected paths to the image folders and instances_*.json files"
+                )
+        if self.dataset == "voc" and not self.voc.root:
+            raise ValueError("data.dataset is 'voc' but data.voc.root is not set; expected the folder holding VOCdevkit")
+        return self
+
+
+# --------------------------------------------------------------------------- model
+class ModelConfig(_Section):
+    name: Literal["smallcnn", "resnet18", "resnet50", "resnet101", "vit_tiny", "vit_b_16"] = "smallcnn"
+    pretrained: Optional[str] = Field(None, description="path to a local weights file, or null")
+    pool: Literal["max", "avg"] = Field("max", description="global pooling of the feature map: max (paper) or avg")
+
+
+# --------------------------------------------------------------------------- mix
+class MixConfig(_Section):
+    method: Literal["baseline", "splicemix", "splicemix_cl"] = "splicemix"
+    grids: Any = Field("default", description="'default' | 'minimal' | ['2x2', ...] | {'2x2': weight}")
+    mixed_ratio: Any = Field(
+        None, description="|B'|/|B| as a float, 'paper' for floor(|B|/(R*C-D)), null = preset's (0.25)"
+    )
+    counts: Optional[list[int]] = Field(None, description="exact mixed images per grid per batch (split mode)")
+    drop_prob: Optional[float] = Field(None, ge=0.0, le=1.0, description="null = the preset's value")
+    max_drop: Optional[int] = Field(None, ge=1, description="cap on the random drop count, null = R*C-1")
+    asymmetric: bool = True
+    prob: float = Field(1.0, ge=0.0, le=1.0)
+    grid_sampling: Literal["batch", "split"] = "batch"
+    antialias: bool = False
+    cl_weight: float = Field(1.0, ge=0.0)
+    cl_detach: bool = True
+
+    @field_validator("grids")
+    @classmethod
+    def _grids(cls, v: Any) -> Any:
+        if isinstance(v, str) and v in ("default", "minimal"):
+            return v
+        if isinstance(v, (str, list, dict)):
+            if isinstance(v, dict):
+                v = {str(k): w for k, w in v.items()}
+            from .grids import parse_grids
+
+            parse_grids(v)  # raises ValueError with the grid's message
+            return v
+        raise ValueError(
+            f"expected 'default', 'minimal', a grid string like '2x2', a list of them or a mapping grid->weight, got {v!r}"
+        )
+
+    @field_validator("mixed_ratio")
+    @classmethod
+    def _ratio(cls, v: Any) -> Any:
+        if v is None or v == "paper":
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"expected a number >= 0 (mixed images per regular image), 'paper' or null, got {v!r}")
+        return float(v)
+
+    def mixer_kwargs(self) -> dict:
+        """Keyword arguments for :class:`splicemix.SpliceMix` (without ``generator``)."""
+        return dict(
+            grids=self.grids,
+            mixed_ratio=self.mixed_ratio,
+            counts=self.counts,
+            drop_prob=self.drop_prob,
+            max_drop=self.max_drop,
+            asymmetric=self.asymmetric,
+            prob=self.prob,
+            grid_sampling=self.grid_sampling,
+            antialias=self.antialias,
+        )
+
+    @model_validator(mode="after")
+    def _construct(self) -> "MixConfig":
+        try:
+            from .mixing import SpliceMix
+        except ImportError:  # pragma: no cover - the mixer module is part of the package
+            return self
+        try:
+            SpliceMix(**self.mixer_kwargs())
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"SpliceMix rejects mix settings: {e}") from None
+        return self
+
+
+# --------------------------------------------------------------------------- optim
+class OptimConfig(_Section):
+    name: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(2e-3, gt=0.0, description="head learning rate")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    backbone_lr_factor: float = Field(1.0, ge=0.0, description="backbone lr = lr * factor (paper: 0.1)")
+    warmup_epochs: float = Field(1.0, ge=0.0)
+    schedule: Literal["step", "cosine", "constant"] = "cosine"
+    milestones: list[int] = Field(default_factory=list)
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    grad_clip: Optional[float] = Field(None, gt=0.0, description="max gradient norm, null = off")
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones(cls, v: list[int]) -> list[int]:
+        if any(m < 1 for m in v) or v != sorted(set(v)):
+            raise ValueError(f"expected strictly increasing epochs >= 1, got {v}")
+        return v
+
+
+# --------------------------------------------------------------------------- train
+class TrainSection(_Section):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=2, description="per process (per DDP worker)")
+    seed: int = 0
+    amp: Union[bool, Literal["auto"]] = "auto"
+    amp_dtype: Literal["float16", "bfloat16"] = "float16"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: Union[bool, Literal["auto"]] = "auto"
+    channels_last: bool = False
+    out_dir: str = "runs/default"
+    resume: bool = False
+    progress: bool = True
+    eval_every: int = Field(1, ge=1)
+
+
+class TrainConfig(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    mix: MixConfig = Field(default_factory=MixConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainSection = Field(default_factory=TrainSection)
+
+    @model_validator(mode="after")
+    def _cross(self) -> "TrainConfig":
+        big = [s for s in self.data.eval_sizes if s > self.data.image_size]
+        if big:
+            raise ValueError(
+                f"data.eval_sizes {big} exceed data.image_size {self.data.image_size}; "
+                "expected lower resolutions than the training one"
+            )
+        late = [m for m in self.optim.milestones if m >= self.train.epochs]
+        if self.optim.schedule == "step" and late:
+            raise ValueError(
+                f"optim.milestones {late} are not below train.epochs {self.train.epochs}; they would never apply"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+def _fmt_value(v: Any, limit: int = 80) -> str:
+    s = repr(v)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+_UNION_TAGS = ("str", "int", "float", "bool", "none", "list", "dict", "tuple")
+
+
+def _clean_loc(loc: Sequence[Any]) -> str:
+    parts = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+            continue
+        p = str(p)
+        if "[" in p or "(" in p or p in _UNION_TAGS or p.startswith("function-"):
+            continue  # a pydantic union / validator tag, not a key
+        parts.append(("." if parts else "") + p)
+    return "".join(parts)
+
+
+def _allowed_keys(loc: Sequence[Any]) -> list[str]:
+    model: Any = TrainConfig
+    for p in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(p)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}).keys())
+
+
+def _format_validation_error(err: ValidationError, source: str, origins: dict[str, str]) -> str:
+    # group by key: a union field (amp: bool | 'auto') reports one error per member
+    grouped: dict[tuple[str, str], dict] = {}
+    for e in err.errors(include_url=False):
+        key = _clean_loc(e["loc"])
+        msg = e["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            if msg.startswith(prefix):
+                msg = msg[len(prefix):]
+        if msg.startswith("Input should be "):
+            msg = "expected " + msg[len("Input should be "):]
+        where = source
+        origin = None
+        if key:
+            origin = next((o for k, o in origins.items() if key == k or key.startswith(k + ".")), None)
+            if origin is None:
+                origin = next((o for k, o in origins.items() if k.startswith(key + ".")), None)
+        if origin:
+            where += f" (from --set {origin})"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(e["loc"])
+            text = f"{where}: unknown key '{key}' (value {_fmt_value(e['input'])})"
+            if allowed:
+                text += f"; expected one of: {', '.join(allowed)}"
+            grouped[(text, "")] = {"text": text, "msgs": []}
+        elif isinstance(e.get("input"), dict) and e["type"] in ("value_error", "assertion_error"):
+            text = f"{where}: {msg}"  # a cross-field check: its message names the keys
+            grouped[(text, "")] = {"text": text, "msgs": []}
+        else:
+            head = f"{where}: {key or '<top level>'} = {_fmt_value(e.get('input'))}"
+            g = grouped.setdefault((head, key), {"text": head, "msgs": []})
+            if msg not in g["msgs"]:
+                g["msgs"].append(msg)
+    lines = []
+    for g in grouped.values():
+        lines.append(g["text"] + (": " + " or ".join(g["msgs"]) if g["msgs"] else ""))
+    return "; ".join(lines)
+
+
+def _parse_override(item: str) -> tuple[list[str], Any, str]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=3")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if key.startswith("--"):
+        key = key[2:]
+    parts = key.split(".")
+    if not key or any(not p.strip() for p in parts):
+        raise ConfigError(f"--set {item!r}: malformed key {key!r}; expected a dotted key like optim.lr")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw  # not YAML: keep the text as a string
+    return [p.strip() for p in parts], value, key
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str], source: str = "<defaults>") -> tuple[dict, dict[str, str]]:
+    """Apply ``a.b=c`` overrides to a nested dict (in place); returns it and {dotted key: item}."""
+    origins: dict[str, str] = {}
+    for item in overrides:
+        parts, value, key = _parse_override(item)
+        node = raw
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            elif not isinstance(nxt, dict):
+                raise ConfigError(
+                    f"{source} (from --set {item}): '{'.'.join(parts[:i + 1])}' is {_fmt_value(nxt)}, "
+                    f"not a section; cannot set '{key}'"
+                )
+            node = nxt
+        node[parts[-1]] = value
+        origins[key] = item
+    return raw, origins
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config (``yaml.safe_load``), apply ``--set`` overrides, validate.
+
+    ``path=None`` starts from the built-in defaults. Raises :class:`FileNotFoundError` for a
+    missing file and :class:`ConfigError` for anything wrong inside it.
+    """
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    source = "<defaults>"
+    raw: Any = {}
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file {str(p)!r} not found" + (" (it is a directory)" if p.is_dir() else ""))
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{source}:{at}: not valid YAML ({problem})") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{source}: not a UTF-8 text file ({e.reason})") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{source}: expected a mapping of sections (data, model, mix, optim, train) at the top level, "
+                f"got {type(raw).__name__} {_fmt_value(raw)}"
+            )
+    raw, origins = apply_overrides(raw, list(overrides), source)
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source, origins)) from None
+
+
+def config_to_yaml(cfg: TrainConfig) -> str:
+    """The resolved configuration as YAML (what the trainer writes to ``out_dir/config.yaml``)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=False)

@@ -1,0 +1,248 @@
+"""SpliceMix-CL: consistency between the cells of a mixed image and their source images.
+
+The backbone's feature map of each mixed image is cut into the same ``rows x cols`` grid as
+the image (resized first when the map does not divide evenly); each sub-map goes through the
+same global pooling and classifier as a whole image, which gives one prediction per cell.
+The cell's prediction is trained towards the sigmoid of the prediction the model made for
+that cell's source as a regular image (multi-label soft-margin loss); dropped cells are
+masked out; the regular prediction is detached by default (the authors' MS-COCO setting).
+
+Model-agnostic: it needs only the feature maps of the whole SpliceMixed batch (the ``B``
+regular images followed by the ``B'`` mixed ones, in plan order) and two callables,
+``pool`` ((n, C, h, w) -> (n, C)) and ``classifier`` ((n, C) -> (n, K))::
+
+    logits, fmap = model.forward_features(mixed_batch)
+    loss = F.multilabel_soft_margin_loss(logits, mixed_targets)
+    loss = loss + consistency_loss(fmap, plan, model.pool, model.head, weight=1.0,
+                                   regular_logits=logits)
+
+For a Vision Transformer, lay its patch tokens out as a map first with :func:`tokens_to_map`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .plan import SplicePlan
+
+__all__ = [
+    "ConsistencyLoss",
+    "ConsistencyOutput",
+    "consistency_loss",
+    "consistency_predictions",
+    "split_cells",
+    "split_cells_by_group",
+    "tokens_to_map",
+]
+
+
+class ConsistencyOutput(NamedTuple):
+    """Per-cell predictions of SpliceMix-CL (M = number of cells of all mixed images).
+
+    ``cell_logits`` (M, K): prediction of each cell's sub-map; ``target_logits`` (M, K): the
+    regular prediction of each cell's source (detached if asked); ``mask`` (M,) bool: True
+    for cells that were not dropped. Cells are ordered group, image, row-major cell.
+    """
+
+    cell_logits: torch.Tensor
+    target_logits: torch.Tensor
+    mask: torch.Tensor
+
+
+def _check_map(x: torch.Tensor, what: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{what} must be a 4-D (N, C, h, w) feature map, got {shape}")
+
+
+def _group_cells(f: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """(n, C, h, w) -> (n*rows*cols, C, ch, cw), cells in image, row-major order."""
+    n, c, h, w = f.shape
+    if h % rows or w % cols:
+        h2, w2 = rows * math.ceil(h / rows), cols * math.ceil(w / cols)
+        f = F.interpolate(f, size=(h2, w2), mode="bilinear", align_corners=True)
+        h, w = h2, w2
+    ch, cw = h // rows, w // cols
+    f = f.reshape(n, c, rows, ch, cols, cw).permute(0, 2, 4, 1, 3, 5)
+    return f.reshape(n * rows * cols, c, ch, cw)
+
+
+def split_cells_by_group(fmap_mixed: torch.Tensor, plan: SplicePlan) -> list[torch.Tensor]:
+    """Cut each mixed image's map into its grid; one ``(n*rows*cols, C, ch, cw)`` tensor per group.
+
+    ``fmap_mixed`` is (B', C, h, w), the maps of the mixed images in plan order. A group whose
+    grid does not divide (h, w) is resized bilinearly (align_corners=True) to
+    ``(rows*ceil(h/rows), cols*ceil(w/cols))`` first. Groups can have different cell sizes.
+    """
+    _check_map(fmap_mixed, "fmap_mixed")
+    if fmap_mixed.shape[0] != plan.num_mixed:
+        raise ValueError(
+            f"fmap_mixed has {fmap_mixed.shape[0]} maps but the plan has {plan.num_mixed} mixed images"
+        )
+    return [
+        _group_cells(fmap_mixed[o : o + g.n], g.rows, g.cols) for g, o in zip(plan.groups, plan.offsets())
+    ]
+
+
+def split_cells(fmap_mixed: torch.Tensor, plan: SplicePlan) -> torch.Tensor:
+    """Cut each mixed image's map into its grid: (B', C, h, w) -> (M, C, ch, cw).
+
+    M = sum over groups of n*rows*cols; cells are ordered group, image, row-major cell. All
+    groups must give the same cell size (use :func:`split_cells_by_group` otherwise, e.g. a
+    plan mixing 1x2 and 2x2 grids).
+    """
+    parts = split_cells_by_group(fmap_mixed, plan)
+    if not parts:
+        c = fmap_mixed.shape[1]
+        return fmap_mixed.new_zeros((0, c, fmap_mixed.shape[2], fmap_mixed.shape[3]))
+    sizes = {tuple(p.shape[-2:]) for p in parts}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"the plan's groups give cells of different sizes {sorted(sizes)}; "
+            "use split_cells_by_group to get one tensor per group"
+        )
+    return torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
+
+
+def _regular_size(features: torch.Tensor, plan: SplicePlan) -> int:
+    _check_map(features, "features")
+    n = features.shape[0]
+    b = plan.batch_size if plan.batch_size is not None else n - plan.num_mixed
+    if b < 0 or n != b + plan.num_mixed:
+        raise ValueError(
+            f"features has {n} maps but the plan expects B + B' = {plan.batch_size} regular + "
+            f"{plan.num_mixed} mixed = {'?' if plan.batch_size is None else plan.batch_size + plan.num_mixed} "
+            "(the whole SpliceMixed batch, regular images first)"
+        )
+    for gi, g in enumerate(plan.groups):
+        if g.sources.numel() and (int(g.sources.max()) >= b or int(g.sources.min()) < 0):
+            raise ValueError(
+                f"plan group {gi} ({g.rows}x{g.cols}) has source index "
+                f"{int(g.sources.max()) if int(g.sources.max()) >= b else int(g.sources.min())} "
+                f"outside the regular batch of size {b}"
+            )
+    return b
+
+
+def consistency_predictions(
+    features: torch.Tensor,
+    plan: SplicePlan,
+    pool: Callable[[torch.Tensor], torch.Tensor],
+    classifier: Callable[[torch.Tensor], torch.Tensor],
+    regular_logits: torch.Tensor | None = None,
+    detach: bool = True,
+) -> ConsistencyOutput:
+    """Per-cell predictions of the mixed images and the regular predictions of their sources.
+
+    ``features``: (B + B', C, h, w) feature maps of the whole SpliceMixed batch, B =
+    ``plan.batch_size`` (or ``features.shape[0] - plan.num_mixed`` when that is None).
+    ``regular_logits``: the model's logits for the regular images, (B, K), or for the whole
+    batch, (B + B', K) (the first B rows are used); computed as
+    ``classifier(pool(features[:B]))`` when not given. ``detach`` detaches them.
+    """
+    b = _regular_size(features, plan)
+    if regular_logits is None:
+        regular_logits = classifier(pool(features[:b]))
+    else:
+        if regular_logits.dim() != 2 or regular_logits.shape[0] not in (b, b + plan.num_mixed):
+            raise ValueError(
+                f"regular_logits must have shape (B, K) or (B + B', K) with B = {b}, "
+                f"B' = {plan.num_mixed}, got {tuple(regular_logits.shape)}"
+            )
+        regular_logits = regular_logits[:b]
+    if detach:
+        regular_logits = regular_logits.detach()
+
+    k = regular_logits.shape[1]
+    if plan.is_empty:
+        empty = regular_logits.new_zeros((0, k))
+        return ConsistencyOutput(empty, empty, torch.zeros(0, dtype=torch.bool, device=features.device))
+
+    cells = split_cells_by_group(features[b:], plan)
+    cell_logits = torch.cat([classifier(pool(c)) for c in cells], dim=0)
+    sources = torch.cat([g.sources.reshape(-1) for g in plan.groups]).to(regular_logits.device)
+    target_logits = regular_logits.index_select(0, sources)
+    mask = torch.cat([~g.dropped.reshape(-1) for g in plan.groups]).to(cell_logits.device)
+    if cell_logits.shape != target_logits.shape:
+        raise ValueError(
+            f"classifier gave cell logits of shape {tuple(cell_logits.shape)}, "
+            f"expected {tuple(target_logits.shape)}"
+        )
+    return ConsistencyOutput(cell_logits, target_logits, mask)
+
+
+def consistency_loss(
+    features: torch.Tensor,
+    plan: SplicePlan,
+    pool: Callable[[torch.Tensor], torch.Tensor],
+    classifier: Callable[[torch.Tensor], torch.Tensor],
+    weight: float = 1.0,
+    regular_logits: torch.Tensor | None = None,
+    detach: bool = True,
+) -> torch.Tensor:
+    """``weight`` x mean over non-dropped cells of the multi-label soft-margin loss between each
+    cell's logits and the sigmoid of its source's regular logits.
+
+    A zero scalar (still connected to ``features`` for autograd) when the plan is empty or
+    every cell is dropped. Arguments as in :func:`consistency_predictions`.
+    """
+    out = consistency_predictions(features, plan, pool, classifier, regular_logits, detach)
+    if not bool(out.mask.any()):
+        zero = features.sum() * 0.0
+        if out.cell_logits.numel():
+            zero = zero + out.cell_logits.sum() * 0.0
+        return zero
+    cell = out.cell_logits[out.mask]
+    target = torch.sigmoid(out.target_logits[out.mask].to(cell.dtype))
+    per_cell = F.binary_cross_entropy_with_logits(cell, target, reduction="none").mean(dim=1)
+    return per_cell.mean() * weight
+
+
+class ConsistencyLoss(nn.Module):
+    """:func:`consistency_loss` with its ``weight`` and ``detach`` fixed."""
+
+    def __init__(self, weight: float = 1.0, detach: bool = True) -> None:
+        super().__init__()
+        self.weight = float(weight)
+        self.detach = bool(detach)
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        plan: SplicePlan,
+        pool: Callable[[torch.Tensor], torch.Tensor],
+        classifier: Callable[[torch.Tensor], torch.Tensor],
+        regular_logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return consistency_loss(
+            features, plan, pool, classifier, self.weight, regular_logits=regular_logits, detach=self.detach
+        )
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}, detach={self.detach}"
+
+
+def tokens_to_map(tokens: torch.Tensor, h: int | None = None, w: int | None = None) -> torch.Tensor:
+    """ViT patch tokens (N, L, C), class token excluded, -> (N, C, h, w) map (square by default)."""
+    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3:
+        shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+        raise ValueError(f"tokens must be (N, L, C) patch tokens, got {shape}")
+    n, length, c = tokens.shape
+    if h is None and w is None:
+        s = math.isqrt(length)
+        h = w = s
+    elif h is None:
+        h = length // w if w else 0
+    elif w is None:
+        w = length // h if h else 0
+    if h * w != length or h < 1:
+        raise ValueError(
+            f"cannot lay {length} tokens out as a {h}x{w} map"
+            + (" (not a square number; pass h and w, and drop the class token)" if h == w else "")
+        )
+    return tokens.transpose(1, 2).reshape(n, c, h, w)
