@@ -245,6 +245,7 @@ class TrainSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: Union[bool, Literal["auto"]] = "auto"
     channels_last: bool = False
+    cpu_threads: Optional[int] = Field(None, ge=1, description="torch intra-op CPU threads, null = torch's default")
     out_dir: str = "runs/default"
     resume: bool = False
     progress: bool = True

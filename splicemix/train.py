@@ -169,6 +169,10 @@ def _build_data(cfg: TrainConfig, rank: int, distributed: bool) -> _Data:
         root = Path(_abs(d.root))
         knobs = d.synthetic.model_dump()
         if rank == 0:
+            from .data.synthetic import is_complete
+
+            if not is_complete(root, SyntheticConfig(**knobs)):
+                print(f"generating the synthetic data set under {root} ...", flush=True)
             root = Path(ensure_synthetic(root, SyntheticConfig(**knobs)))
         _barrier(distributed)
         if rank != 0:
@@ -403,7 +407,7 @@ def _read_metrics(path: Path) -> list[dict]:
 
 
 _RESUME_FREE_KEYS = {("train", "resume"), ("train", "progress"), ("train", "epochs"), ("train", "out_dir"),
-                     ("train", "device"), ("train", "eval_every"), ("data", "workers")}
+                     ("train", "device"), ("train", "eval_every"), ("train", "cpu_threads"), ("data", "workers")}
 
 
 def _config_diff(old: dict, new: dict) -> list[str]:
@@ -432,8 +436,10 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
     device = _resolve_device(cfg.train.device, distributed)
     deterministic = (device.type == "cpu") if cfg.train.deterministic == "auto" else bool(cfg.train.deterministic)
     prev = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.get_num_threads())
     try:
+        if cfg.train.cpu_threads is not None:
+            torch.set_num_threads(cfg.train.cpu_threads)
         if deterministic and device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(deterministic, warn_only=True)
@@ -443,6 +449,8 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
     finally:
         torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev[2], prev[3]
+        if torch.get_num_threads() != prev[4]:
+            torch.set_num_threads(prev[4])
 
 
 def _train(cfg: TrainConfig, report, distributed: bool, rank: int, world: int, device: torch.device) -> dict:
@@ -502,9 +510,8 @@ def _train(cfg: TrainConfig, report, distributed: bool, rank: int, world: int, d
     optimizer = _optimizer(cfg, net)
     head_group = 1
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, iters))
+    # auto: mixed precision on CUDA only; amp=true on a CPU autocasts to bfloat16
     use_amp = (device.type == "cuda") if tc.amp == "auto" else bool(tc.amp)
-    if use_amp and device.type != "cuda":
-        use_amp = tc.amp is True and device.type == "cpu"  # explicit CPU autocast (bfloat16 only)
     amp_dtype = torch.bfloat16 if (tc.amp_dtype == "bfloat16" or device.type == "cpu") else torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
 
@@ -517,8 +524,15 @@ def _train(cfg: TrainConfig, report, distributed: bool, rank: int, world: int, d
     last_metrics: dict = {}
     if tc.resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            net.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                f"cannot resume from {ckpt_path}: it does not match this model / optimiser ({first}); "
+                "use another train.out_dir or train.resume=false"
+            ) from None
         scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
@@ -627,6 +641,13 @@ def _train(cfg: TrainConfig, report, distributed: bool, rank: int, world: int, d
         metrics["lr"] = lr_used
 
         t1 = time.perf_counter()
+        if distributed:
+            # BatchNorm running statistics drift apart on each rank after the last forward;
+            # evaluate (and checkpoint) rank 0's, so the sharded evaluation scores one model
+            import torch.distributed as dist
+
+            for buf in net.buffers():
+                dist.broadcast(buf, 0)
         if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
             metrics.update(_evaluate(net, data, cfg, device, autocast, rank, world, distributed))
         t_eval = time.perf_counter() - t1
@@ -732,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, FileNotFoundError, ValueError, FloatingPointError) as e:
         if args.debug:
             raise
         msg = " ".join(str(e).split())

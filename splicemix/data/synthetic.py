@@ -181,6 +181,8 @@ class SyntheticConfig:
             fraction of the smaller box, in [0, 1]. Default 0.25.
         clutter: in [0, 1], strength of the background texture (stripes, blobs, colour
             noise) and of the pixel noise; 0 leaves plain colour gradients. Default 1.0.
+        rotation: objects are rotated uniformly in [-rotation, +rotation] degrees, in
+            [0, 180]; 180 is any orientation. Default 180.
         seed: non-negative integer seed. Default 0.
     """
 
@@ -196,6 +198,7 @@ class SyntheticConfig:
     scale: tuple[float, float] = (0.15, 0.5)
     max_overlap: float = 0.25
     clutter: float = 1.0
+    rotation: float = 180.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -247,6 +250,8 @@ class SyntheticConfig:
             raise bad("max_overlap", self.max_overlap, "a number in [0, 1]")
         if not (math.isfinite(self.clutter) and 0.0 <= self.clutter <= 1.0):
             raise bad("clutter", self.clutter, "a number in [0, 1]")
+        if not (math.isfinite(self.rotation) and 0.0 <= self.rotation <= 180.0):
+            raise bad("rotation", self.rotation, "degrees in [0, 180]")
 
     # ------------------------------------------------------------------
     @property
@@ -400,7 +405,8 @@ def render_image(config: SyntheticConfig, split: str, index: int) -> tuple[np.nd
     objs: list[dict[str, Any]] = []
     for k in classes:
         diam2 = float(np.exp(rng.uniform(lo, hi))) * 2 * n  # diameter at 2x
-        mask2 = _shape_mask(SHAPE_NAMES[k], diam2, rng.uniform(0, 2 * np.pi), rng.uniform(0, 2, size=2))
+        angle = math.radians(config.rotation) * rng.uniform(-1.0, 1.0)
+        mask2 = _shape_mask(SHAPE_NAMES[k], diam2, angle, rng.uniform(0, 2, size=2))
         p2 = mask2.size[0]  # even
         p = p2 // 2
         cov = np.asarray(mask2, dtype=np.float32).reshape(p, 2, p, 2).mean(axis=(1, 3)) / 255.0
@@ -701,6 +707,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="max bounding-box intersection of two objects, fraction of the smaller box")
     p.add_argument("--clutter", type=float, default=d.clutter,
                    help="background texture and noise strength in [0, 1] (0 = plain gradients)")
+    p.add_argument("--rotation", type=float, default=d.rotation,
+                   help="objects rotate uniformly within +-ROTATION degrees (180 = any orientation)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (output is deterministic)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (output bytes do not depend on it)")
     p.add_argument("--force", action="store_true", help="regenerate even if OUT is complete with these knobs")
@@ -717,7 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_train=args.n_train, n_val=args.n_val, image_size=args.image_size,
             num_classes=args.num_classes, imbalance=args.imbalance, mean_objects=args.mean_objects,
             objects=args.objects, cooc_strength=args.cooc_strength, num_cooc_pairs=args.num_cooc_pairs,
-            scale=args.scale, max_overlap=args.max_overlap, clutter=args.clutter, seed=args.seed,
+            scale=args.scale, max_overlap=args.max_overlap, clutter=args.clutter, rotation=args.rotation, seed=args.seed,
         )
         if args.force:
             root = generate(args.out, config, progress=args.progress, workers=args.workers)
