@@ -13,12 +13,16 @@ The built-in defaults (``TrainConfig()``) are the main job of ``configs/default.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+
+from .data.synthetic import SyntheticConfig
 
 __all__ = [
     "ConfigError",
@@ -48,33 +52,24 @@ class _Section(BaseModel):
 
 
 # --------------------------------------------------------------------------- data
-class SyntheticKnobs(_Section):
-    """Mirrors :class:`splicemix.data.synthetic.SyntheticConfig` (the embedded data set); same defaults."""
-
-    n_train: int = Field(2000, ge=1, description="training images generated")
-    n_val: int = Field(1000, ge=1, description="validation images generated")
-    image_size: int = Field(64, ge=16, description="side of the generated images, px")
-    num_classes: int = Field(10, ge=2, le=20, description="number of classes (shapes)")
-    imbalance: float = Field(0.0, ge=0.0, description="p_k ~ (k+1)^-imbalance; 0 = balanced")
-    mean_objects: float = Field(2.0, gt=0.0, description="expected classes per image before truncation")
-    objects: tuple[int, int] = Field((1, 4), description="(min, max) classes per image")
-    cooc_strength: float = Field(0.8, ge=0.0, le=1.0, description="train: chance a pair partner is added")
-    num_cooc_pairs: Optional[int] = Field(None, ge=0, description="pairs (0,1),(2,3),...; null = max(1, K//4)")
-    scale: tuple[float, float] = Field((0.15, 0.5), description="object size range, fraction of the side")
-    max_overlap: float = Field(0.25, ge=0.0, le=1.0)
-    seed: int = Field(0, ge=0, description="generator seed (the data set, not the training run)")
-
+class _KnobsBase(_Section):
     @model_validator(mode="after")
-    def _check(self) -> "SyntheticKnobs":
-        try:
-            from .data.synthetic import SyntheticConfig
-        except ImportError:  # pragma: no cover
-            return self
+    def _check(self) -> "_KnobsBase":
         try:
             SyntheticConfig(**self.model_dump())
         except (ValueError, TypeError) as e:
             raise ValueError(f"data.{e}") from None  # "data.synthetic: knob=... is invalid; expected ..."
         return self
+
+
+# The synthetic knobs are SyntheticConfig's own fields, types and defaults (one source of truth).
+_KNOB_TYPES = typing.get_type_hints(SyntheticConfig)
+SyntheticKnobs = create_model(
+    "SyntheticKnobs",
+    __base__=_KnobsBase,
+    __doc__="The knobs of :class:`splicemix.data.synthetic.SyntheticConfig` (same names and defaults).",
+    **{f.name: (_KNOB_TYPES[f.name], f.default) for f in dataclasses.fields(SyntheticConfig)},
+)
 
 
 class CocoPaths(_Section):
@@ -99,7 +94,7 @@ class DataConfig(_Section):
     voc: VocPaths = Field(default_factory=VocPaths)
     image_size: int = Field(64, ge=8, description="training / evaluation resolution, px")
     eval_sizes: list[int] = Field(default_factory=list, description="extra (lower) evaluation resolutions")
-    crop_scale: tuple[float, float] = (0.5, 1.0)
+    crop_scale: Optional[tuple[float, float]] = (0.5, 1.0)
     hflip: bool = True
     missing_label_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     workers: int = Field(2, ge=0)
@@ -118,7 +113,9 @@ class DataConfig(_Section):
 
     @field_validator("crop_scale")
     @classmethod
-    def _crop_scale(cls, v: tuple[float, float]) -> tuple[float, float]:
+    def _crop_scale(cls, v: Optional[tuple[float, float]]) -> Optional[tuple[float, float]]:
+        if v is None:  # plain resize, no crop
+            return v
         if not (0 < v[0] <= v[1] <= 1):
             raise ValueError(f"expected 0 < min <= max <= 1, got {list(v)}")
         return v

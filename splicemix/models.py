@@ -124,18 +124,19 @@ def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class SmallCNN(nn.Module):
-    """A small, fast CPU CNN: four conv-BN-ReLU stages of widths 32-64-128-256, total stride 8.
+    """A small, fast CPU CNN: four conv-BN-ReLU stages of widths 32-64-128-256.
 
-    A 64 px input gives a (256, 8, 8) map; any input size works.
+    The first convolution sees the image at full resolution; 2x2 max pooling between stages
+    gives a total stride of 8 (a 64 px input gives a (256, 8, 8) map). Any input size works.
     """
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), in_channels: int = 3) -> None:
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), in_channels: int = 3) -> None:
         super().__init__()
         w0, w1, w2, w3 = widths
-        self.stem = _conv_bn_relu(in_channels, w0, 2)  # /2
-        self.stage1 = _conv_bn_relu(w0, w1, 2)  # /4
-        self.stage2 = _conv_bn_relu(w1, w2, 2)  # /8
-        self.stage3 = _conv_bn_relu(w2, w3, 1)  # /8, widen
+        self.stem = nn.Sequential(_conv_bn_relu(in_channels, w0, 1), nn.MaxPool2d(2))  # /2
+        self.stage1 = nn.Sequential(_conv_bn_relu(w0, w1, 1), nn.MaxPool2d(2))  # /4
+        self.stage2 = nn.Sequential(_conv_bn_relu(w1, w2, 1), nn.MaxPool2d(2))  # /8
+        self.stage3 = _conv_bn_relu(w2, w3, 1)
         self.out_channels = w3
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

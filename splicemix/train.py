@@ -160,7 +160,7 @@ def _build_data(cfg: TrainConfig, rank: int, distributed: bool) -> _Data:
     from .data import CocoMultiLabel, VOCMultiLabel, build_transforms
 
     d = cfg.data
-    t_train = build_transforms(d.image_size, train=True, scale=tuple(d.crop_scale), hflip=d.hflip)
+    t_train = build_transforms(d.image_size, train=True, scale=None if d.crop_scale is None else tuple(d.crop_scale), hflip=d.hflip)
     t_val = build_transforms(d.image_size, train=False)
     out = _Data()
     if d.dataset == "synthetic":

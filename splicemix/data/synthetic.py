@@ -170,20 +170,29 @@ class SyntheticConfig:
         objects: (min, max) number of classes per image; draws outside are redrawn.
             Default (1, 4).
         cooc_strength: in [0, 1]; in train, the probability that the partner of a present
-            pair class is added. Default 0.8: partners co-occur in most train images,
-            leaving some train images where they appear alone.
+            pair class is added. Default 0.5: in train about 55% of the images holding a pair
+            class hold both (about 12% in val), a clear bias that leaves the partners
+            learnable on their own.
         num_cooc_pairs: number of co-occurring pairs (0, 1), (2, 3), ...; at most
             ``num_classes // 2``. None means ``max(1, num_classes // 4)`` (2 pairs for 10
             classes), which leaves most classes unpaired as a control group.
         scale: (min, max) object size, the diameter of its bounding circle as a fraction of
-            the image side, drawn log-uniformly. Default (0.15, 0.5): 10 to 32 px at 64 px.
+            the image side, drawn log-uniformly. Default (0.25, 0.5): 16 to 32 px at 64 px.
         max_overlap: largest allowed intersection of two objects' bounding boxes, as a
             fraction of the smaller box, in [0, 1]. Default 0.25.
         clutter: in [0, 1], strength of the background texture (stripes, blobs, colour
-            noise) and of the pixel noise; 0 leaves plain colour gradients. Default 1.0.
+            noise) and of the pixel noise; 0 leaves plain colour gradients. Default 0.5.
         rotation: objects are rotated uniformly in [-rotation, +rotation] degrees, in
-            [0, 180]; 180 is any orientation. Default 180.
+            [0, 180]; 180 is any orientation. Default 30.
         seed: non-negative integer seed. Default 0.
+
+    Calibration of the defaults (scale, clutter, rotation, cooc_strength): a small CNN
+    (4 conv-BN-ReLU blocks 32-256, global max pool, AdamW 2e-3, one-cycle cosine, batch 64,
+    flips) trained from scratch for 10 epochs on the default 2000/1000 images reached 62.3
+    and 55.1 val mAP (training seeds 0 and 1), still rising: that short a run is
+    data/epoch-limited and noisy, so studies need longer runs or more images. With scale
+    (0.15, 0.5), clutter 1 and full rotation it reached only 34 after 8 epochs. Harder
+    settings are available through the knobs.
     """
 
     n_train: int = 2000
@@ -193,12 +202,12 @@ class SyntheticConfig:
     imbalance: float = 0.0
     mean_objects: float = 2.0
     objects: tuple[int, int] = (1, 4)
-    cooc_strength: float = 0.8
+    cooc_strength: float = 0.5
     num_cooc_pairs: int | None = None
-    scale: tuple[float, float] = (0.15, 0.5)
+    scale: tuple[float, float] = (0.25, 0.5)
     max_overlap: float = 0.25
-    clutter: float = 1.0
-    rotation: float = 180.0
+    clutter: float = 0.5
+    rotation: float = 30.0
     seed: int = 0
 
     def __post_init__(self) -> None:
