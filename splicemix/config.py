@@ -94,10 +94,12 @@ class DataConfig(_Section):
     voc: VocPaths = Field(default_factory=VocPaths)
     image_size: int = Field(64, ge=8, description="training / evaluation resolution, px")
     eval_sizes: list[int] = Field(default_factory=list, description="extra (lower) evaluation resolutions")
-    crop_scale: Optional[tuple[float, float]] = (0.5, 1.0)
+    # None: plain resize (the synthetic objects reach the borders; a crop would cut them out while
+    # their labels stay). [0.5, 1.0] is the paper's multi-scale crop for MS-COCO / VOC.
+    crop_scale: Optional[tuple[float, float]] = None
     hflip: bool = True
     missing_label_ratio: float = Field(0.0, ge=0.0, lt=1.0)
-    workers: int = Field(2, ge=0)
+    workers: int = Field(0, ge=0)
     train_limit: Optional[int] = Field(None, ge=1)
     val_limit: Optional[int] = Field(None, ge=1)
 
@@ -214,7 +216,7 @@ class MixConfig(_Section):
 # --------------------------------------------------------------------------- optim
 class OptimConfig(_Section):
     name: Literal["sgd", "adamw"] = "adamw"
-    lr: float = Field(2e-3, gt=0.0, description="head learning rate")
+    lr: float = Field(3e-3, gt=0.0, description="head learning rate")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(1e-4, ge=0.0)
     backbone_lr_factor: float = Field(1.0, ge=0.0, description="backbone lr = lr * factor (paper: 0.1)")
@@ -234,7 +236,7 @@ class OptimConfig(_Section):
 
 # --------------------------------------------------------------------------- train
 class TrainSection(_Section):
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=2, description="per process (per DDP worker)")
     seed: int = 0
     amp: Union[bool, Literal["auto"]] = "auto"

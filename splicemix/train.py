@@ -753,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except (ConfigError, FileNotFoundError, ValueError, FloatingPointError) as e:
+    except (ConfigError, OSError, ValueError, FloatingPointError) as e:  # OSError: missing/corrupt files
         if args.debug:
             raise
         msg = " ".join(str(e).split())

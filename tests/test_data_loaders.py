@@ -401,4 +401,4 @@ def test_data_package_does_not_import_synthetic():
             "print(sorted(m for m in sys.modules if m.startswith('splicemix.data.') or m == 'pycocotools.coco'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout.strip()
-    assert out == "['splicemix.data.coco', 'splicemix.data.transforms', 'splicemix.data.voc']"
+    assert out == "['splicemix.data.base', 'splicemix.data.coco', 'splicemix.data.transforms', 'splicemix.data.voc']"

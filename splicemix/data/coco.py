@@ -13,43 +13,16 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+
+from .base import MultiLabelImages, check_files_exist, load_rgb  # noqa: F401 (re-exported)
 
 __all__ = ["CocoMultiLabel"]
-
-_SHOW_MISSING = 5  # how many missing file names an error message lists
-
-
-def load_rgb(path: str) -> Image.Image:
-    """Open an image file and return it fully decoded as RGB.
-
-    Raises FileNotFoundError for a missing file and OSError (naming ``path``) for a file
-    that PIL cannot identify or decode, e.g. truncated or corrupt JPEG bytes.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path!r}")
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")  # convert() forces a full decode inside the try
-    except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
-        raise OSError(f"cannot read image file {path!r}: {exc}") from exc
-
-
-def check_files_exist(paths: Sequence[str], what: str) -> None:
-    """Raise FileNotFoundError if any of ``paths`` is missing (count + first few names)."""
-    missing = [p for p in paths if not os.path.exists(p)]
-    if missing:
-        shown = ", ".join(repr(p) for p in missing[:_SHOW_MISSING])
-        more = f" (and {len(missing) - _SHOW_MISSING} more)" if len(missing) > _SHOW_MISSING else ""
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(paths)} image files listed in {what} are missing: {shown}{more}"
-        )
 
 
 def _lookup(sorted_keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +33,7 @@ def _lookup(sorted_keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np
     return pos, sorted_keys[pos] == values
 
 
-class CocoMultiLabel(Dataset):
+class CocoMultiLabel(MultiLabelImages):
     """COCO-format detection annotations turned into multi-hot image labels.
 
     Args:
@@ -140,19 +113,6 @@ class CocoMultiLabel(Dataset):
                 f"'file_name' ({exc})"
             ) from exc
         check_files_exist(self.image_paths, f"{annotation_file!r} (image_dir {image_dir!r})")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.categories)
-
-    def __len__(self) -> int:
-        return len(self.image_paths)
-
-    def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
-        image = load_rgb(self.image_paths[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.targets[index].clone()
 
     def __repr__(self) -> str:
         return (

@@ -14,9 +14,8 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
-from .coco import check_files_exist, load_rgb
+from .base import MultiLabelImages, check_files_exist
 
 __all__ = ["VOCMultiLabel", "VOC_CLASSES"]
 
@@ -69,7 +68,7 @@ def _parse_annotation(path: str) -> tuple[set[int], set[int]]:
     return normal, difficult
 
 
-class VOCMultiLabel(Dataset):
+class VOCMultiLabel(MultiLabelImages):
     """PASCAL VOC image labels from the VOCdevkit XML annotations.
 
     Args:
@@ -120,19 +119,6 @@ class VOCMultiLabel(Dataset):
             os.path.join(self.root, "JPEGImages", f"{image_id}.jpg") for image_id in self.image_ids
         ]
         check_files_exist(self.image_paths, repr(list_file))
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.categories)
-
-    def __len__(self) -> int:
-        return len(self.image_paths)
-
-    def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
-        image = load_rgb(self.image_paths[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.targets[index].clone()
 
     def __repr__(self) -> str:
         return (
