@@ -340,13 +340,15 @@ class SpliceMix:
         """The largest B' this mixer can append to a batch of ``batch_size`` (to size buffers)."""
         if self.counts is not None:
             return sum(self.counts)
-        if self.mixed_ratio == "paper":
-            per = []
-            for s in self.specs:
-                most_drops = s.drop or (min(s.cells - 1, self.max_drop or s.cells) if self.drop_prob else 0)
-                per.append(batch_size // (s.cells - most_drops))
-            return sum(per) if self.grid_sampling == "split" else max(per)
-        return math.floor(self.mixed_ratio * batch_size + 1e-9)
+        if self.mixed_ratio != "paper":
+            return math.floor(self.mixed_ratio * batch_size + 1e-9)
+        per = []
+        for spec, weight in zip(self.specs, self.weights):
+            # the paper's B' grows with the drop count: take the most drops this mixer can draw
+            most = spec.drop or (min(spec.cells - 1, self.max_drop or spec.cells) if self.drop_prob else 0)
+            share = 1.0 if self.grid_sampling == "batch" else weight
+            per.append(self._num_mixed(spec, batch_size, share, most))
+        return sum(per) if self.grid_sampling == "split" else max(per)
 
     def __repr__(self) -> str:
         grids = ", ".join(f"{s}: {w:.2g}" for s, w in zip(self.specs, self.weights))

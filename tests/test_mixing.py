@@ -325,3 +325,14 @@ def test_bad_grid_weights():
         SpliceMix({"2x2": 0, "1x2": 0})
     with pytest.raises(ValueError, match="grids is empty"):
         SpliceMix([])
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(grids="default"), dict(grids="2x3-2", mixed_ratio="paper"), dict(grids="2x2", mixed_ratio="paper", drop_prob=1.0),
+    dict(grids={"1x2": 1, "2x2": 1}, grid_sampling="split", mixed_ratio="paper", drop_prob=0.5, max_drop=1),
+    dict(grids=["1x2", "2x3-2"], counts=[3, 2]), dict(grids="2x2", mixed_ratio=0.6)])
+def test_max_mixed_bounds_every_plan(kwargs):
+    """max_mixed(B) sizes preallocated buffers: no plan may exceed it, and some plan reaches it."""
+    mixer = SpliceMix(generator=torch.Generator().manual_seed(0), **kwargs)
+    sizes = [mixer.sample_plan(24).num_mixed for _ in range(300)]
+    assert max(sizes) == mixer.max_mixed(24)
