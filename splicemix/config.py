@@ -271,6 +271,17 @@ class TrainConfig(_Section):
             raise ValueError(
                 f"optim.milestones {late} are not below train.epochs {self.train.epochs}; they would never apply"
             )
+        if self.mix.method != "baseline":
+            from .mixing import SpliceMix
+
+            specs = SpliceMix(**self.mix.mixer_kwargs()).specs
+            too_big = [str(g) for g in specs if g.cells > self.train.batch_size]
+            if too_big:
+                raise ValueError(
+                    f"mix.grids {too_big} need more distinct source images per mixed image than "
+                    f"train.batch_size {self.train.batch_size} provides; expected a batch of at least "
+                    f"{max(g.cells for g in specs)} images or smaller grids"
+                )
         return self
 
 

@@ -189,3 +189,9 @@ def test_default_yaml_matches_the_builtin_defaults():
     from_file = load_config(REPO / "configs" / "default.yaml").model_dump(mode="json")
     from_file["data"]["eval_sizes"] = builtin["data"]["eval_sizes"]  # the one stated exception
     assert from_file == builtin
+
+
+def test_grid_larger_than_the_batch_fails_at_load():
+    with pytest.raises(ConfigError, match=r"mix.grids \['3x3'\] need more distinct source images .* train.batch_size 4"):
+        load_config(None, ["train.batch_size=4", "mix.grids=[3x3, 1x2]"])
+    assert load_config(None, ["train.batch_size=4", "mix.grids=[3x3]", "mix.method=baseline"]).mix.method == "baseline"
