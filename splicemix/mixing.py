@@ -125,8 +125,13 @@ def apply_plan(
     With an empty plan and no buffers the inputs are returned as they are.
     """
     check_batch(images, targets)
+    _check_plan(plan, images.shape[0])
+    return _apply(images, targets, plan, antialias, out, targets_out)
+
+
+def _apply(images, targets, plan: SplicePlan, antialias: bool, out, targets_out) -> tuple[torch.Tensor, torch.Tensor]:
+    """apply_plan without the input checks (for plans the mixer drew for this very batch)."""
     B = images.shape[0]
-    _check_plan(plan, B)
     total = B + plan.num_mixed
     if out is None and targets_out is None and plan.num_mixed == 0:
         return images, targets
@@ -331,9 +336,7 @@ class SpliceMix:
     ) -> tuple[torch.Tensor, torch.Tensor, SplicePlan]:
         check_batch(images, targets)
         plan = self.sample_plan(images.shape[0])
-        images_out, targets_out = apply_plan(
-            images, targets, plan, antialias=self.antialias, out=out, targets_out=targets_out
-        )
+        images_out, targets_out = _apply(images, targets, plan, self.antialias, out, targets_out)
         return images_out, targets_out, plan
 
     def max_mixed(self, batch_size: int) -> int:
