@@ -164,19 +164,15 @@ def _build_data(cfg: TrainConfig, rank: int, distributed: bool) -> _Data:
     t_val = build_transforms(d.image_size, train=False)
     out = _Data()
     if d.dataset == "synthetic":
-        from .data.synthetic import SyntheticConfig, ensure_synthetic
+        from .data.synthetic import SyntheticConfig, generate, is_complete
 
         root = Path(_abs(d.root))
-        knobs = d.synthetic.model_dump()
         if rank == 0:
-            from .data.synthetic import is_complete
-
-            if not is_complete(root, SyntheticConfig(**knobs)):
+            knobs = SyntheticConfig(**d.synthetic.model_dump())
+            if not is_complete(root, knobs):
                 print(f"generating the synthetic data set under {root} ...", flush=True)
-            root = Path(ensure_synthetic(root, SyntheticConfig(**knobs)))
-        _barrier(distributed)
-        if rank != 0:
-            root = Path(ensure_synthetic(root, SyntheticConfig(**knobs)))
+                generate(root, knobs)
+        _barrier(distributed)  # the other ranks read what rank 0 made sure of
         train_base = CocoMultiLabel(root / "train", root / "annotations" / "instances_train.json", t_train)
         val_base = CocoMultiLabel(root / "val", root / "annotations" / "instances_val.json", t_val)
         out.rare_mask = _synthetic_rare_mask(root)
@@ -216,10 +212,8 @@ def _build_data(cfg: TrainConfig, rank: int, distributed: bool) -> _Data:
 
 def _synthetic_rare_mask(root: Path) -> Optional[np.ndarray]:
     """Val images where a co-occurring pair class appears without its train-time partner."""
-    try:
-        from .data.synthetic import cooc_split
-    except ImportError:  # pragma: no cover
-        return None
+    from .data.synthetic import cooc_split
+
     try:
         return np.asarray(cooc_split(root, "val"), dtype=bool)
     except (OSError, ValueError, KeyError):
