@@ -124,10 +124,10 @@ def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class SmallCNN(nn.Module):
-    """A small, fast CPU CNN: four conv-BN-ReLU stages of widths 32-64-128-256.
+    """A small, fast CPU CNN: four conv-BN-ReLU stages, widths 16-32-64-128 by default.
 
     The first convolution sees the image at full resolution; 2x2 max pooling between stages
-    gives a total stride of 8 (a 64 px input gives a (256, 8, 8) map). Any input size works.
+    gives a total stride of 8 (a 64 px input gives a (128, 8, 8) map). Any input size works.
     """
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), in_channels: int = 3) -> None:
