@@ -1,0 +1,468 @@
+"""The search-space YAML: a pydantic schema, loading, ``--set`` overrides and ``--smoke``.
+
+A study file names a base training config, the settings every trial shares (``fixed``), the
+searched knobs (``space``, each a distribution over one dotted key of
+:class:`splicemix.config.TrainConfig`), the seeds, the search algorithm / scheduler and the
+resources of one trial. Every problem becomes one :class:`StudyError` naming the file, the key,
+the value and what was expected; nothing in the file is evaluated (``yaml.safe_load`` only)::
+
+    spec = load_study("search_spaces/ratio.yaml", overrides=["search.num_samples=4"])
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from splicemix.config import ConfigError, TrainConfig, apply_overrides, load_config
+
+__all__ = ["StudyError", "Param", "SearchSection", "Resources", "StudySpec", "load_study", "smoke", "PARAM_KINDS"]
+
+PARAM_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
+
+
+class StudyError(ValueError):
+    """A problem with a study file; the message names the file, the key, the value and what was expected."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _fmt(v: Any, limit: int = 80) -> str:
+    s = repr(v)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+class Param(_Section):
+    """One searched knob: exactly one of the distribution keys.
+
+    * ``grid: [a, b, c]``  every value is tried (grid search); a category for tpe / random
+    * ``choice: [a, b]``   a category (sampled); enumerated like ``grid`` by the grid algorithm
+    * ``uniform: [low, high]``, ``loguniform: [low, high]`` floats; ``randint: [low, high]`` ints, high inclusive
+    """
+
+    grid: Optional[list[Any]] = None
+    choice: Optional[list[Any]] = None
+    uniform: Optional[tuple[float, float]] = None
+    loguniform: Optional[tuple[float, float]] = None
+    randint: Optional[tuple[int, int]] = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Param":
+        given = [k for k in PARAM_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"a parameter takes exactly one of {', '.join(PARAM_KINDS)}, got "
+                + (", ".join(given) if given else "none")
+            )
+        kind = given[0]
+        v = getattr(self, kind)
+        if kind in ("grid", "choice"):
+            if not v:
+                raise ValueError(f"{kind} is empty; expected at least one value")
+            labels = [json.dumps(x, sort_keys=True) for x in v]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"{kind} has repeated values {v}; expected distinct values")
+        else:
+            lo, hi = v
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"{kind} [{lo}, {hi}]: expected finite low < high")
+            if kind == "loguniform" and lo <= 0:
+                raise ValueError(f"loguniform [{lo}, {hi}]: expected 0 < low < high")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in PARAM_KINDS if getattr(self, k) is not None)
+
+    @property
+    def values(self) -> Optional[list[Any]]:
+        """The finite list of values (grid / choice), else None."""
+        return self.grid if self.grid is not None else self.choice
+
+    def smallest(self) -> Any:
+        """A representative value (the first of a list, the low end of a range)."""
+        if self.values is not None:
+            return self.values[0]
+        v = getattr(self, self.kind)
+        return v[0]
+
+
+class AshaSection(_Section):
+    grace_period: int = Field(3, ge=1, description="epochs every trial runs before it may be stopped")
+    reduction_factor: float = Field(3.0, gt=1.0, description="keep the top 1/reduction_factor at each rung")
+    brackets: int = Field(1, ge=1)
+
+
+class SearchSection(_Section):
+    algorithm: Literal["tpe", "random", "grid"] = Field("tpe", description="Optuna TPE, Optuna random, or an exhaustive grid")
+    scheduler: Literal["asha", "fifo"] = Field("asha", description="ASHA early stopping, or FIFO (every trial runs to the end)")
+    num_samples: int = Field(8, ge=1, description="tpe / random: configurations to try (each once per seed); grid: repeats of the grid")
+    metric: str = Field("mAP", description="reported metric to optimise (last epoch)")
+    mode: Literal["max", "min"] = "max"
+    seed: int = Field(0, description="seed of the search algorithm")
+    asha: AshaSection = Field(default_factory=AshaSection)
+    time_budget_s: Optional[float] = Field(None, gt=0, description="stop starting new trials after this many seconds")
+
+
+class Resources(_Section):
+    num_workers: int = Field(1, ge=1, description="data-parallel workers per trial (Ray Train DDP when > 1)")
+    cpus_per_worker: int = Field(1, ge=1, description="CPUs (and torch threads) per worker")
+    use_gpu: Union[bool, Literal["auto"]] = Field("auto", description="one GPU per worker; auto = when the cluster has GPUs")
+    backend: Literal["auto", "direct", "train"] = Field(
+        "auto", description="direct: run the loop inside the Tune trial (1 worker); train: a Ray Train TorchTrainer; auto: direct for 1 worker"
+    )
+    max_concurrent: Optional[int] = Field(None, ge=1, description="trials at once; null = physical cores / CPUs per trial on a local Ray, unlimited on a cluster")
+    max_failures: int = Field(1, ge=0, description="retries of a failed trial from its last checkpoint")
+    checkpoint_every: int = Field(1, ge=1, description="report a checkpoint every N epochs (and after the last)")
+
+
+class StudySpec(_Section):
+    name: str = Field(..., min_length=1, description="study name; results go to <storage>/<name>-<time> by default")
+    description: str = ""
+    base: Optional[str] = Field(None, description="training config YAML the trials start from (relative to this file); null = built-in defaults")
+    fixed: dict[str, Any] = Field(default_factory=dict, description="dotted training keys every trial shares")
+    space: dict[str, Param] = Field(default_factory=dict, description="dotted training key -> distribution")
+    seeds: list[int] = Field(default_factory=lambda: [0], description="train.seed values; every configuration runs once per seed")
+    search: SearchSection = Field(default_factory=SearchSection)
+    resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        bad = [c for c in v if not (c.isalnum() or c in "-_.")]
+        if bad:
+            raise ValueError(f"expected letters, digits, '-', '_' or '.', got {v!r}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("expected at least one seed, e.g. [0]")
+        if len(set(v)) != len(v):
+            raise ValueError(f"expected distinct seeds, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> "StudySpec":
+        if not self.space:
+            raise ValueError(
+                "space is empty; expected at least one searched key, e.g. space: {mix.mixed_ratio: {grid: [0.25, 0.5]}}"
+            )
+        for key in self.space:
+            if key == "train.seed":
+                raise ValueError("space.train.seed: give seeds with the top-level 'seeds: [0, 1, ...]' list instead")
+            if key in self.fixed:
+                raise ValueError(f"{key} is both in fixed and in space; expected it in one of them")
+        if self.search.algorithm == "grid":
+            cont = [k for k, p in self.space.items() if p.values is None]
+            if cont:
+                raise ValueError(
+                    f"search.algorithm is 'grid' but space keys {cont} are continuous ranges; "
+                    "expected grid: [...] or choice: [...] for every key (or algorithm tpe / random)"
+                )
+        elif len(self.seeds) > 1 and self.search.scheduler == "asha":
+            raise ValueError(
+                f"seeds {self.seeds} with search.algorithm {self.search.algorithm!r} average every configuration over "
+                "its seeds (Tune's Repeater), which early stopping would cut short; expected search.scheduler 'fifo', "
+                "a single seed, or algorithm 'grid'"
+            )
+        if self.resources.backend == "direct" and self.resources.num_workers > 1:
+            raise ValueError(
+                f"resources.backend 'direct' runs one worker but resources.num_workers is {self.resources.num_workers}; "
+                "expected backend 'train' (or 'auto') for data-parallel trials"
+            )
+        return self
+
+    # -- helpers --------------------------------------------------------------------------
+    def grid_size(self) -> int:
+        """Number of trials of a grid study (seeds included)."""
+        n = len(self.seeds) * self.search.num_samples
+        for p in self.space.values():
+            n *= len(p.values or [None])
+        return n
+
+    def planned_trials(self) -> int:
+        if self.search.algorithm == "grid":
+            return self.grid_size()
+        return self.search.num_samples * len(self.seeds)
+
+    def use_train_backend(self) -> bool:
+        r = self.resources
+        return r.backend == "train" or (r.backend == "auto" and r.num_workers > 1)
+
+
+# --------------------------------------------------------------------------- loading
+def _clean_loc(loc: Sequence[Any]) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+            continue
+        p = str(p)
+        if p in ("str", "int", "float", "bool", "literal['auto']") or "[" in p or p.startswith("function-"):
+            continue
+        parts.append(("." if parts else "") + p)
+    return "".join(parts)
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    grouped: dict[str, list[str]] = {}
+    for e in err.errors(include_url=False):
+        key = _clean_loc(e["loc"])
+        msg = e["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            if msg.startswith(prefix):
+                msg = msg[len(prefix):]
+        if msg.startswith("Input should be "):
+            msg = "expected " + msg[len("Input should be "):]
+        if e["type"] == "extra_forbidden":
+            model = _model_at(e["loc"])
+            allowed = list(getattr(model, "model_fields", {}))
+            head = f"{source}: unknown key '{key}' (value {_fmt(e['input'])})"
+            grouped.setdefault(head, []).append("expected one of: " + ", ".join(allowed) if allowed else "not allowed here")
+            continue
+        if e["type"] == "missing":
+            head = f"{source}: {key} is missing"
+            grouped.setdefault(head, []).append("required")
+            continue
+        if isinstance(e.get("input"), dict) and e["type"] in ("value_error", "assertion_error"):
+            head = f"{source}: {key + ': ' if key else ''}{msg}"
+            grouped.setdefault(head, [])
+            continue
+        head = f"{source}: {key or '<top level>'} = {_fmt(e.get('input'))}"
+        if msg not in grouped.setdefault(head, []):
+            grouped[head].append(msg)
+    return "; ".join(h + (": " + " or ".join(m) if m else "") for h, m in grouped.items())
+
+
+def _model_at(loc: Sequence[Any]) -> Any:
+    model: Any = StudySpec
+    for p in loc[:-1]:
+        if model is StudySpec and p == "space":
+            return Param if len(loc) == 3 else None
+        field = getattr(model, "model_fields", {}).get(p)
+        if field is None:
+            return None
+        model = field.annotation
+    return model
+
+
+def _nest(flat: dict[str, Any]) -> list[str]:
+    """Dotted keys -> ``key=value`` override strings (values dumped as YAML flow)."""
+    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}" for k, v in flat.items()]
+
+
+def base_config_dict(spec: StudySpec, source: Path | None) -> dict:
+    """The base training config (from ``spec.base``, relative to the study file) as a dict."""
+    if spec.base is None:
+        return TrainConfig().model_dump(mode="json")
+    p = Path(spec.base)
+    if not p.is_absolute() and source is not None and not p.is_file():
+        p = source.parent / p
+    try:
+        return load_config(p).model_dump(mode="json")
+    except FileNotFoundError as e:
+        raise StudyError(f"{source}: base = {spec.base!r}: {e}; expected a training config YAML") from None
+    except ConfigError as e:
+        raise StudyError(f"{source}: base = {spec.base!r} is not a valid training config: {e}") from None
+
+
+def materialize(base: dict, fixed: dict[str, Any], params: dict[str, Any], seed: int) -> TrainConfig:
+    """The TrainConfig of one trial: base + fixed + sampled params + seed.
+
+    Two conventions make the searched knobs independent: ``mix.cl_weight: 0`` under
+    ``mix.method: splicemix_cl`` trains plain SpliceMix (no second pass), and
+    ``mix.mixed_ratio: 0`` is kept as it is (SpliceMix appending no mixed image = the baseline
+    trained through the mixing code path).
+    """
+    raw = copy.deepcopy(base)
+    overrides = _nest({**fixed, **params}) + [f"train.seed={int(seed)}"]
+    raw, _ = apply_overrides(raw, overrides, "<study>")
+    mix = raw.get("mix", {})
+    if mix.get("method") == "splicemix_cl" and mix.get("cl_weight") in (0, 0.0):
+        mix["method"] = "splicemix"
+    return TrainConfig.model_validate(raw)
+
+
+def _check_trials(spec: StudySpec, base: dict, source: str) -> None:
+    """Validate the fixed keys and every enumerable value (and range ends) against TrainConfig."""
+    probes: list[tuple[str, Any]] = []
+    for key, p in spec.space.items():
+        if p.values is not None:
+            probes += [(key, v) for v in p.values]
+        else:
+            lo, hi = getattr(p, p.kind)
+            probes += [(key, lo), (key, hi)]
+    try:
+        materialize(base, spec.fixed, {}, spec.seeds[0])
+    except ConfigError as e:
+        raise StudyError(f"{source}: fixed: {e}".replace("<study>: ", "").replace("<study> (from --set ", "(")) from None
+    except ValidationError as e:
+        raise StudyError(f"{source}: fixed: " + _format_train_error(e)) from None
+    first = {k: p.smallest() for k, p in spec.space.items()}
+    for key, value in probes:
+        try:
+            materialize(base, spec.fixed, {**first, key: value}, spec.seeds[0])
+        except (ConfigError, ValidationError) as e:
+            text = _format_train_error(e) if isinstance(e, ValidationError) else str(e)
+            raise StudyError(f"{source}: space.{key} value {_fmt(value)} gives an invalid training config: {text}") from None
+
+
+def _format_train_error(e: ValidationError) -> str:
+    from splicemix.config import _format_validation_error
+
+    return _format_validation_error(e, "<study>", {}).replace("<study>: ", "")
+
+
+def load_study(path: str | Path, overrides: Sequence[str] = ()) -> tuple[StudySpec, dict, str]:
+    """Read and validate a study YAML; return (spec, base config dict, the YAML text as run).
+
+    ``overrides`` are ``key=value`` strings on the study file itself (``search.num_samples=4``,
+    ``fixed.train.epochs=3``, ``resources.num_workers=2``); a key that is not a study key is
+    taken as a training key and added to ``fixed`` (``--set optim.lr=0.01``).
+    """
+    p = Path(path)
+    source = str(p)
+    if not p.is_file():
+        raise StudyError(f"study file {source!r} not found" + (" (it is a directory)" if p.is_dir() else "")
+                         + "; expected a YAML search space such as search_spaces/ratio.yaml")
+    try:
+        text = p.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise StudyError(f"{source}:{at}: not valid YAML ({problem})") from None
+    except UnicodeDecodeError as e:
+        raise StudyError(f"{source}: not a UTF-8 text file ({e.reason})") from None
+    except OSError as e:
+        raise StudyError(f"{source}: cannot read it ({e.strerror})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise StudyError(f"{source}: expected a mapping (name, base, fixed, space, seeds, search, resources) at the top level, got {type(raw).__name__}")
+    for key in ("fixed", "space"):
+        if isinstance(raw.get(key), dict):
+            bad = [k for k in raw[key] if not isinstance(k, str)]
+            if bad:
+                raise StudyError(f"{source}: {key} has non-text keys {bad}; expected dotted training keys like optim.lr")
+    raw = _apply_study_overrides(raw, list(overrides), source)
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as e:
+        raise StudyError(_format_error(e, source)) from None
+    base = base_config_dict(spec, p)
+    _check_trials(spec, base, source)
+    return spec, base, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+
+
+_STUDY_KEYS = ("name", "description", "base", "fixed", "space", "seeds", "search", "resources")
+
+
+def _apply_study_overrides(raw: dict, overrides: list[str], source: str) -> dict:
+    for item in overrides:
+        if "=" not in item:
+            raise StudyError(f"--set {item!r}: expected key=value, e.g. search.num_samples=4 or optim.lr=0.01")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        head = key.split(".", 1)[0]
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        if head in ("fixed", "space") and "." in key:
+            raw.setdefault(head, {})
+            if not isinstance(raw[head], dict):
+                raise StudyError(f"{source} (from --set {item}): '{head}' is not a mapping")
+            sub = key.split(".", 1)[1]
+            if head == "fixed":
+                raw["fixed"][sub] = parsed
+                raw.get("space", {}).pop(sub, None) if isinstance(raw.get("space"), dict) else None
+            else:
+                raw["space"][sub] = parsed
+        elif head in _STUDY_KEYS:
+            try:
+                raw, _ = apply_overrides(raw, [item], source)
+            except ConfigError as e:
+                raise StudyError(str(e)) from None
+        else:  # a training key: fix it for every trial (and stop searching it)
+            raw.setdefault("fixed", {})
+            if not isinstance(raw["fixed"], dict):
+                raise StudyError(f"{source}: 'fixed' is not a mapping")
+            raw["fixed"][key] = parsed
+            if isinstance(raw.get("space"), dict):
+                raw["space"].pop(key, None)
+    return raw
+
+
+# --------------------------------------------------------------------------- smoke
+SMOKE_FIXED = {
+    "data.dataset": "synthetic",
+    "data.synthetic.n_train": 128,
+    "data.synthetic.n_val": 64,
+    "data.synthetic.image_size": 32,
+    "data.image_size": 32,
+    "data.eval_sizes": [16],
+    "data.crop_scale": None,
+    "data.workers": 0,
+    "data.train_limit": None,
+    "data.val_limit": None,
+    "model.pretrained": None,
+    "train.epochs": 1,
+    "train.batch_size": 32,
+    "train.eval_every": 1,
+}
+
+
+def smoke(spec: StudySpec, base: dict) -> StudySpec:
+    """A 2-trial, 1-epoch, tiny-data version of ``spec`` (same searched keys and backend).
+
+    The data set becomes the embedded synthetic one at 32 px (so coco.yaml runs without
+    MS-COCO); searched data-set sizes are capped; a ViT keeps its patch size dividing 32.
+    """
+    s = spec.model_copy(deep=True)
+    s.fixed = {**{k: v for k, v in s.fixed.items() if not k.startswith(("data.coco", "data.voc"))}, **SMOKE_FIXED}
+    space: dict[str, Param] = {}
+    for key, p in s.space.items():
+        if key in SMOKE_FIXED:
+            continue
+        if key.startswith("data.synthetic.n_"):  # searched data-set sizes: capped at the smoke size
+            cap = int(SMOKE_FIXED.get(key, 128))
+            vals = sorted({min(int(v), cap) for v in (p.values or [p.smallest()])})
+            if len(vals) > 1:
+                space[key] = Param(choice=vals)
+            else:
+                s.fixed[key] = vals[0]
+            continue
+        space[key] = p
+    if not space:  # every searched key was a smoke setting: keep the first so the searcher has work
+        key, p = next(iter(spec.space.items()))
+        space[key] = p
+        s.fixed.pop(key, None)
+    s.space = space
+    s.seeds = s.seeds[:1]
+    s.resources.num_workers = min(s.resources.num_workers, 2)
+    s.resources.max_failures = 0
+    s.search.time_budget_s = None
+    if s.search.algorithm == "grid":
+        # the first two grid points: two values of the first multi-valued key, the rest at their first value
+        multi = [k for k, p in space.items() if len(p.values or []) > 1]
+        for k, p in space.items():
+            vals = p.values or []
+            keep = vals[:2] if multi and k == multi[0] else vals[:1]
+            space[k] = Param(grid=keep)
+        s.search.num_samples = 1
+    else:
+        s.search.num_samples = 2
+    s.search.asha.grace_period = 1
+    return s

@@ -1,0 +1,184 @@
+"""One trial: a splicemix training run inside a Ray Tune trial.
+
+* direct path (1 worker): :func:`run_trial` calls :func:`splicemix.train.train` in the Tune
+  trial's own process and reports every epoch with ``ray.tune.report``;
+* Ray Train path (``num_workers > 1`` or ``backend: train``): :func:`run_trial` builds a
+  ``TorchTrainer`` (DDP over the workers: gloo on CPU, NCCL on GPU) whose workers call
+  ``train()``; ``TuneReportCallback`` forwards each epoch to Tune. This is Ray 2.60's Train V2
+  pattern: the Tune trainable is a function that fits a trainer.
+
+Each epoch's checkpoint (the trainer's own ``checkpoint.pt``) is reported to Ray, so a retried
+or resumed trial continues from its last epoch (``train.resume``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from splicemix.config import TrainConfig
+
+from .schema import StudySpec, materialize
+from .space import decode_params
+
+__all__ = ["run_trial", "trial_config", "prepare_data", "synthetic_root"]
+
+
+def synthetic_root(cfg: TrainConfig, cache: str) -> str:
+    """The cache folder of a synthetic data set: one per set of knobs, so trials that search
+    data-set knobs never overwrite each other's images."""
+    knobs = json.dumps(cfg.data.synthetic.model_dump(mode="json"), sort_keys=True)
+    return str(Path(cache) / f"synthetic-{hashlib.sha1(knobs.encode()).hexdigest()[:10]}")
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def prepare_data(cfg: TrainConfig) -> None:
+    """Generate the synthetic data set of ``cfg`` unless complete (under a file lock, so
+    concurrent trials on one machine generate it once)."""
+    if cfg.data.dataset != "synthetic":
+        return
+    from splicemix.data.synthetic import SyntheticConfig, generate, is_complete
+
+    root = Path(cfg.data.root)
+    knobs = SyntheticConfig(**cfg.data.synthetic.model_dump())
+    if is_complete(root, knobs):
+        return
+    with _file_lock(root.with_name(root.name + ".lock")):
+        if not is_complete(root, knobs):
+            generate(root, knobs)
+
+
+def trial_config(spec: StudySpec, base: dict, config: dict[str, Any], data_cache: str, out_dir: str) -> TrainConfig:
+    """The full TrainConfig of the trial whose Tune config is ``config``."""
+    params, seed = decode_params(spec, config)
+    cfg = materialize(base, spec.fixed, params, seed)
+    updates: dict[str, Any] = {"out_dir": out_dir, "progress": False}
+    if cfg.train.cpu_threads is None:
+        updates["cpu_threads"] = spec.resources.cpus_per_worker
+    train = cfg.train.model_copy(update=updates)
+    data = cfg.data
+    if data.dataset == "synthetic":
+        data = data.model_copy(update={"root": synthetic_root(cfg, data_cache)})
+    return cfg.model_copy(update={"train": train, "data": data})
+
+
+def _restore(out_dir: Path, checkpoint) -> bool:
+    """Copy the trainer's files out of a Ray checkpoint into ``out_dir``; True when one was there."""
+    if checkpoint is None:
+        return False
+    with checkpoint.as_directory() as d:
+        src = Path(d)
+        if not (src / "checkpoint.pt").is_file():
+            return False
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if f.is_file():
+                shutil.copy2(f, out_dir / f.name)
+    return True
+
+
+def _reporter(report_fn, checkpoint_cls, out_dir: Path, every: int, epochs: int, is_main: bool, started: float):
+    def report(metrics: dict) -> None:
+        m = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        m["trial_started_at"] = started
+        m["reported_at"] = time.time()
+        epoch = int(metrics.get("epoch", 0))
+        if is_main and (epoch % every == 0 or epoch == epochs):
+            with tempfile.TemporaryDirectory(prefix="splicemix-ckpt-") as tmp:
+                for name in ("checkpoint.pt", "metrics.jsonl", "config.yaml"):
+                    if (out_dir / name).is_file():
+                        shutil.copy2(out_dir / name, Path(tmp) / name)
+                report_fn(m, checkpoint=checkpoint_cls.from_directory(tmp))
+        else:
+            report_fn(m)
+
+    return report
+
+
+def _train_worker_loop(loop_config: dict) -> None:
+    """Runs on every Ray Train worker: the splicemix loop under DDP (process group set up by Ray)."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    from splicemix.train import train
+
+    cfg = TrainConfig.model_validate(loop_config["cfg"])
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    if rank:  # only rank 0 writes files; every rank restores a checkpoint into its own folder
+        out = Path(cfg.train.out_dir) / f"rank{rank}"
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"out_dir": str(out)})})
+    # a retry inside this Ray Train run, else the checkpoint of the Tune trial being resumed
+    checkpoint = ray.train.get_checkpoint() or loop_config.get("checkpoint")
+    if _restore(Path(cfg.train.out_dir), checkpoint):
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})})
+    prepare_data(cfg)  # every node needs the data; the file lock makes one process per node generate it
+    report = _reporter(ray.train.report, Checkpoint, Path(cfg.train.out_dir), loop_config["every"],
+                       cfg.train.epochs, rank == 0, loop_config["started"])
+    train(cfg, report=report)
+
+
+def run_trial(config: dict[str, Any], spec_json: str, base: dict, data_cache: str, train_storage: str, use_gpu: bool) -> None:
+    """The Tune trainable (a function): one training run of the configuration ``config``."""
+    import ray.tune as tune
+    from ray.tune import Checkpoint
+
+    from splicemix.train import train
+
+    started = time.time()
+    spec = StudySpec.model_validate_json(spec_json)
+    ctx = tune.get_context()
+    trial_id = ctx.get_trial_id()
+    out_dir = Path(tempfile.gettempdir()) / "splicemix-study" / f"{ctx.get_experiment_name()}" / trial_id
+    cfg = trial_config(spec, base, config, data_cache, str(out_dir))
+    if not use_gpu:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})})
+    every = spec.resources.checkpoint_every
+
+    if not spec.use_train_backend():
+        if _restore(out_dir, tune.get_checkpoint()):
+            cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})})
+        prepare_data(cfg)
+        train(cfg, report=_reporter(tune.report, Checkpoint, out_dir, every, cfg.train.epochs, True, started))
+        return
+
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    r = spec.resources
+    trainer = TorchTrainer(
+        _train_worker_loop,
+        train_loop_config={"cfg": cfg.model_dump(mode="json"), "every": every, "started": started,
+                           "checkpoint": tune.get_checkpoint()},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=r.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": r.cpus_per_worker}
+        ),
+        run_config=ray.train.RunConfig(
+            name=trial_id,
+            storage_path=train_storage,
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=r.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    trainer.fit()
