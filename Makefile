@@ -1,10 +1,11 @@
-# Two entry points (see README): `make run` (set up + main job) and `make test` (set up + tests).
+# Two entry points (see README): `make run` (set up + the main job, a study) and `make test` (set up + tests).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= configs/default.yaml
+SPACE  ?= search_spaces/ratio.yaml
 
-.PHONY: setup run test clean
+.PHONY: setup run train test clean
 
 setup: $(VENV)/.installed
 
@@ -12,10 +13,15 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[study,test]'
 	touch $@
 
+# the main job: a hyperparameter study (Ray Tune + Optuna) on the embedded synthetic data
 run: setup
+	$(PY) -m study.run $(SPACE)
+
+# one training run, no Ray
+train: setup
 	$(PY) -m splicemix.train --config $(CONFIG)
 
 test: setup

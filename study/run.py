@@ -78,6 +78,10 @@ def _make_callback(store: ResultStore, spec: StudySpec, base: dict, data_cache: 
 
         def __init__(self) -> None:
             self.done = sum(1 for r in store.trials.values() if r["status"] != "running")
+            self.launched: dict[str, float] = {}
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.launched.setdefault(trial.trial_id, time.time())
 
         def _params(self, trial) -> tuple[dict, int]:
             return decode_params(spec, trial.config)
@@ -91,7 +95,8 @@ def _make_callback(store: ResultStore, spec: StudySpec, base: dict, data_cache: 
             cfg = trial_config(spec, base, trial.config, data_cache, "")
             flat = {k: v for k, v in flatten(cfg.model_dump(mode="json")).items()
                     if k not in ("train.out_dir", "train.progress", "train.resume")}
-            row = store.set_trial(trial.trial_id, status, message, seed, flat, cfg.train.epochs, trial.last_result or {})
+            row = store.set_trial(trial.trial_id, status, message, seed, flat, cfg.train.epochs, trial.last_result or {},
+                                  self.launched.get(trial.trial_id))
             store.flush()
             self.done += 1
             if quiet:
@@ -146,6 +151,8 @@ def _init_ray(address: Optional[str], num_cpus: Optional[int], dashboard: bool, 
     """Start or join Ray; True when a local instance was started."""
     import logging
 
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return False  # a caller (a notebook, the tests) already connected: use that instance
     if not address:
         # A Ray this command starts binds every server to 127.0.0.1: Ray's "no cluster" mode
         # (otherwise it advertises and listens on the machine's external address).
@@ -187,7 +194,7 @@ def run_study(
     max_concurrent: Optional[int] = None,
     dashboard: bool = False,
     data_cache: str = "data",
-    report_every: float = 30.0,
+    report_every: float = 60.0,
     quiet: bool = False,
     verbose: bool = False,
     command: Optional[list[str]] = None,
@@ -247,8 +254,15 @@ def run_study(
                 f"{res.get('GPU', 0):g}; expected use_gpu: false/auto or fewer num_workers"
             )
         per_trial_cpus = r.num_workers * r.cpus_per_worker
+        need = per_trial_cpus + (1 if spec.use_train_backend() else 0)
+        if need > res.get("CPU", 0):
+            raise StudyError(
+                f"a trial needs {need:g} logical CPUs (resources.num_workers {r.num_workers} x cpus_per_worker "
+                f"{r.cpus_per_worker}{' + 1 for the Tune trial' if spec.use_train_backend() else ''}) but Ray has "
+                f"{res.get('CPU', 0):g}; expected fewer cpus_per_worker / num_workers, or --num-cpus"
+            )
         concurrent = r.max_concurrent
-        if concurrent is None and started_here:
+        if concurrent is None and not address:  # a local Ray (started here or by the caller)
             concurrent = max(1, _cores() // per_trial_cpus)
         if spec.use_train_backend():
             resources = {"cpu": 1}  # the Tune trial only waits on its TorchTrainer, whose workers hold the rest
@@ -282,7 +296,7 @@ def run_study(
                     mode=spec.search.mode,
                     search_alg=build_searcher(spec),
                     scheduler=build_scheduler(spec, epochs),
-                    num_samples=spec.search.num_samples,
+                    num_samples=spec.search.samples,
                     max_concurrent_trials=concurrent,
                     time_budget_s=spec.search.time_budget_s,
                     trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
@@ -515,7 +529,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: cores / CPUs per trial locally)")
     p.add_argument("--data-cache", default="data", help="where synthetic data sets are generated (default: data/)")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (local Ray; off by default)")
-    p.add_argument("--report-every", type=float, default=30.0, metavar="S", help="seconds between progress tables")
+    p.add_argument("--report-every", type=float, default=60.0, metavar="S", help="seconds between progress tables")
     p.add_argument("--quiet", action="store_true", help="no progress tables or trial lines")
     p.add_argument("--verbose", action="store_true", help="show the trials' own output and Ray's logs")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")

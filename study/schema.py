@@ -104,12 +104,21 @@ class AshaSection(_Section):
 class SearchSection(_Section):
     algorithm: Literal["tpe", "random", "grid"] = Field("tpe", description="Optuna TPE, Optuna random, or an exhaustive grid")
     scheduler: Literal["asha", "fifo"] = Field("asha", description="ASHA early stopping, or FIFO (every trial runs to the end)")
-    num_samples: int = Field(8, ge=1, description="tpe / random: configurations to try (each once per seed); grid: repeats of the grid")
+    num_samples: Optional[int] = Field(
+        None, ge=1, description="tpe / random: configurations to try (each once per seed; default 8); grid: repeats of the grid (default 1)"
+    )
     metric: str = Field("mAP", description="reported metric to optimise (last epoch)")
     mode: Literal["max", "min"] = "max"
     seed: int = Field(0, description="seed of the search algorithm")
     asha: AshaSection = Field(default_factory=AshaSection)
     time_budget_s: Optional[float] = Field(None, gt=0, description="stop starting new trials after this many seconds")
+
+    @property
+    def samples(self) -> int:
+        """num_samples as Tune gets it."""
+        if self.num_samples is not None:
+            return self.num_samples
+        return 1 if self.algorithm == "grid" else 8
 
 
 class Resources(_Section):
@@ -185,7 +194,7 @@ class StudySpec(_Section):
     # -- helpers --------------------------------------------------------------------------
     def grid_size(self) -> int:
         """Number of trials of a grid study (seeds included)."""
-        n = len(self.seeds) * self.search.num_samples
+        n = len(self.seeds) * self.search.samples
         for p in self.space.values():
             n *= len(p.values or [None])
         return n
@@ -193,7 +202,7 @@ class StudySpec(_Section):
     def planned_trials(self) -> int:
         if self.search.algorithm == "grid":
             return self.grid_size()
-        return self.search.num_samples * len(self.seeds)
+        return self.search.samples * len(self.seeds)
 
     def use_train_backend(self) -> bool:
         r = self.resources
@@ -265,8 +274,8 @@ def base_config_dict(spec: StudySpec, source: Path | None) -> dict:
     """The base training config (from ``spec.base``, relative to the study file) as a dict."""
     if spec.base is None:
         return TrainConfig().model_dump(mode="json")
-    p = Path(spec.base)
-    if not p.is_absolute() and source is not None and not p.is_file():
+    p = Path(spec.base).expanduser()
+    if not p.is_absolute() and source is not None:
         p = source.parent / p
     try:
         return load_config(p).model_dump(mode="json")
@@ -418,6 +427,7 @@ SMOKE_FIXED = {
     "data.train_limit": None,
     "data.val_limit": None,
     "model.pretrained": None,
+    "optim.milestones": [],
     "train.epochs": 1,
     "train.batch_size": 32,
     "train.eval_every": 1,
@@ -452,6 +462,9 @@ def smoke(spec: StudySpec, base: dict) -> StudySpec:
     s.space = space
     s.seeds = s.seeds[:1]
     s.resources.num_workers = min(s.resources.num_workers, 2)
+    s.resources.cpus_per_worker = 1
+    s.resources.use_gpu = "auto"
+    s.resources.max_concurrent = None
     s.resources.max_failures = 0
     s.search.time_budget_s = None
     if s.search.algorithm == "grid":

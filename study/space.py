@@ -92,7 +92,7 @@ def build_searcher(spec: StudySpec):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if s.algorithm == "tpe":
-        n_startup = max(2, min(10, s.num_samples // 3))
+        n_startup = max(2, min(10, s.samples // 3))
         sampler = optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=n_startup)
     else:
         sampler = optuna.samplers.RandomSampler(seed=s.seed)

@@ -2,8 +2,8 @@
 
 * ``trials.parquet``: one row per trial: ``trial_id``, ``status`` (completed | stopped (by the
   early-stopping scheduler) | diverged | error | running), ``message``, ``seed``,
-  ``epochs_planned``, ``epochs_run``, ``wall_time_s``, ``setup_s`` (trial start to its first
-  training step), ``final_<metric>`` (last epoch), ``best_<metric>`` / ``best_epoch``, and the
+  ``epochs_planned``, ``epochs_run``, ``wall_time_s``, ``setup_s`` (the trial function's start
+  to its first training step), ``launch_s`` (Tune launching the trial to its first training step), ``final_<metric>`` (last epoch), ``best_<metric>`` / ``best_epoch``, and the
   trial's whole training config flattened as ``cfg.<dotted key>`` (lists as JSON text).
 * ``history.parquet``: one row per trial per epoch: ``trial_id``, ``seed``, the searched
   ``cfg.<key>`` columns and every reported metric.
@@ -163,7 +163,7 @@ class ResultStore:
         self.history[(trial_id, int(metrics["epoch"]))] = row
 
     def set_trial(self, trial_id: str, status: str, message: str, seed: int, cfg_flat: dict, epochs_planned: int,
-                  last: dict) -> dict:
+                  last: dict, launched_at: Optional[float] = None) -> dict:
         hist = sorted((r for (t, _), r in self.history.items() if t == trial_id), key=lambda r: int(r["epoch"]))
         row: dict[str, Any] = {"trial_id": trial_id, "status": status, "message": message, "seed": seed,
                                "epochs_planned": epochs_planned, "epochs_run": int(hist[-1]["epoch"]) if hist else 0}
@@ -172,10 +172,15 @@ class ResultStore:
             row["message"] = message or f"stopped early by the scheduler after {row['epochs_run']} of {epochs_planned} epochs"
         row["wall_time_s"] = _float(last.get("time_total_s"))
         first = hist[0] if hist else {}
-        if first.get("reported_at") and first.get("trial_started_at") and first.get("epoch_time_s") is not None:
-            row["setup_s"] = float(first["reported_at"]) - float(first["epoch_time_s"]) - float(first["trial_started_at"])
-        else:
-            row["setup_s"] = None
+        row["setup_s"] = row["launch_s"] = None
+        if first.get("reported_at") and first.get("epoch_time_s") is not None:
+            first_step = float(first["reported_at"]) - float(first["epoch_time_s"])
+            if first.get("trial_started_at"):  # the trial's function began -> its first training step
+                row["setup_s"] = first_step - float(first["trial_started_at"])
+            if launched_at is not None:  # Tune launched the trial -> its first training step
+                row["launch_s"] = first_step - launched_at
+        if launched_at is None and trial_id in self.trials:
+            row["launch_s"] = self.trials[trial_id].get("launch_s")
         if hist:
             lastrow = hist[-1]
             for k, v in lastrow.items():

@@ -96,9 +96,11 @@ def _restore(out_dir: Path, checkpoint) -> bool:
     return True
 
 
-def _reporter(report_fn, checkpoint_cls, out_dir: Path, every: int, epochs: int, is_main: bool, started: float):
+def _reporter(report_fn, checkpoint_cls, out_dir: Path, every: int, epochs: int, is_main: bool, started: float,
+              world_size: int = 1):
     def report(metrics: dict) -> None:
         m = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        m["world_size"] = world_size
         m["trial_started_at"] = started
         m["reported_at"] = time.time()
         epoch = int(metrics.get("epoch", 0))
@@ -133,7 +135,7 @@ def _train_worker_loop(loop_config: dict) -> None:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})})
     prepare_data(cfg)  # every node needs the data; the file lock makes one process per node generate it
     report = _reporter(ray.train.report, Checkpoint, Path(cfg.train.out_dir), loop_config["every"],
-                       cfg.train.epochs, rank == 0, loop_config["started"])
+                       cfg.train.epochs, rank == 0, loop_config["started"], ctx.get_world_size())
     train(cfg, report=report)
 
 
