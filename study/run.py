@@ -300,6 +300,9 @@ def run_study(
                     max_concurrent_trials=concurrent,
                     time_budget_s=spec.search.time_budget_s,
                     trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
+                    # direct trials reuse their process (no new Python, torch and Ray import per
+                    # trial); train() restores every global setting it changes
+                    reuse_actors=not spec.use_train_backend(),
                 ),
                 run_config=tune.RunConfig(
                     name=name,

@@ -159,7 +159,8 @@ class ResultStore:
             return
         row = {"trial_id": trial_id, "seed": seed, **{f"cfg.{k}": _scalar(v) for k, v in params.items()}}
         row.update({k: v for k, v in metrics.items()
-                    if isinstance(v, (int, float, str, bool)) and k not in _TUNE_NOISE and not k.startswith("cfg.")})
+                    if isinstance(v, (int, float, str, bool)) and k not in _TUNE_NOISE
+                    and not k.startswith("cfg.") and "/" not in k})  # "config/..." columns of Tune's own records
         self.history[(trial_id, int(metrics["epoch"]))] = row
 
     def set_trial(self, trial_id: str, status: str, message: str, seed: int, cfg_flat: dict, epochs_planned: int,

@@ -137,6 +137,7 @@ def _train_worker_loop(loop_config: dict) -> None:
     report = _reporter(ray.train.report, Checkpoint, Path(cfg.train.out_dir), loop_config["every"],
                        cfg.train.epochs, rank == 0, loop_config["started"], ctx.get_world_size())
     train(cfg, report=report)
+    shutil.rmtree(cfg.train.out_dir, ignore_errors=True)
 
 
 def run_trial(config: dict[str, Any], spec_json: str, base: dict, data_cache: str, train_storage: str, use_gpu: bool) -> None:
@@ -161,6 +162,7 @@ def run_trial(config: dict[str, Any], spec_json: str, base: dict, data_cache: st
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})})
         prepare_data(cfg)
         train(cfg, report=_reporter(tune.report, Checkpoint, out_dir, every, cfg.train.epochs, True, started))
+        shutil.rmtree(out_dir, ignore_errors=True)  # every epoch's files went to Ray's storage with its checkpoint
         return
 
     import ray.train
