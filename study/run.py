@@ -92,6 +92,10 @@ def _make_callback(store: ResultStore, spec: StudySpec, base: dict, data_cache: 
 
         def _finish(self, trial, status: str, message: str) -> None:
             params, seed = self._params(trial)
+            # a trial recorded as finished before a --resume that Tune still restores (its
+            # experiment state was older than our files): it has nothing left to train
+            if store.trials.get(trial.trial_id, {}).get("status") in ("completed", "stopped"):
+                return
             cfg = trial_config(spec, base, trial.config, data_cache, "")
             flat = {k: v for k, v in flatten(cfg.model_dump(mode="json")).items()
                     if k not in ("train.out_dir", "train.progress", "train.resume")}
