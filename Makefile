@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CONFIG ?= configs/default.yaml
 SPACE  ?= search_spaces/ratio.yaml
 
-.PHONY: setup run train test clean
+.PHONY: setup run train test bench bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,13 @@ train: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# speed measurements: one table, written to benchmarks/results/results.{json,csv}
+bench: setup
+	$(PY) -m benchmarks
+
+bench-quick: setup
+	$(PY) -m benchmarks --quick --out /tmp/splicemix-bench-quick
 
 clean:
 	rm -rf $(VENV) runs data/synthetic*

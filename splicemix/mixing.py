@@ -12,6 +12,7 @@ random parameters (a :class:`~splicemix.plan.SplicePlan`, small CPU tensors), an
 from __future__ import annotations
 
 import math
+import threading
 from typing import Mapping, Sequence
 
 import torch
@@ -48,43 +49,144 @@ def check_batch(images: torch.Tensor, targets: torch.Tensor | None = None) -> No
         raise ValueError(f"images are on {images.device} but targets on {targets.device}; put both on one device")
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int], antialias: bool) -> torch.Tensor:
-    """Bilinear, align_corners=True (the reference); antialias computed in float32 where needed."""
+def _resize(x: torch.Tensor, size: tuple[int, int], antialias: bool, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Bilinear, align_corners=True (the reference); antialias computed in float32 where needed.
+
+    With ``out`` (contiguous, of the result's shape) the result is written there, without a
+    temporary where the kernel allows it: the values are those of ``F.interpolate``.
+    """
     if antialias and x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
-        return F.interpolate(x.float(), size, mode="bilinear", align_corners=True, antialias=True).to(x.dtype)
-    return F.interpolate(x, size, mode="bilinear", align_corners=True, antialias=antialias)
+        y = F.interpolate(x.float(), size, mode="bilinear", align_corners=True, antialias=True).to(x.dtype)
+    elif out is not None and x.is_contiguous() and out.is_contiguous() and not _needs_grad(x):
+        # the out= overloads of what F.interpolate calls (scale factors None: the same kernel)
+        op = torch._C._nn._upsample_bilinear2d_aa if antialias else torch._C._nn.upsample_bilinear2d
+        return op(x, size, True, None, None, out=out)
+    else:
+        y = F.interpolate(x, size, mode="bilinear", align_corners=True, antialias=antialias)
+    return y if out is None else out.copy_(y)
 
 
 def splice_images(
     images: torch.Tensor, group: SpliceGroup, antialias: bool = False, out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """The ``group.n`` mixed images of one group, (n, C, H, W); written into ``out`` if given."""
+    """The ``group.n`` mixed images of one group, (n, C, H, W); written into ``out`` if given.
+
+    Every source is resized to the cell size once (into one buffer that ends with a zero
+    image, which dropped cells copy), then the cells are gathered straight into the output
+    by one row ``index_select``: no other temporaries.
+    """
+    return _splice(images, group, antialias, out, None)
+
+
+def _splice(images: torch.Tensor, group: SpliceGroup, antialias: bool, out: torch.Tensor | None,
+            scratch: "_Scratch | None") -> torch.Tensor:
     B, C, H, W = images.shape
     rows, cols, n = group.rows, group.cols, group.n
     ch, cw = H // rows, W // cols
     if ch < 1 or cw < 1:
         raise ValueError(f"grid {rows}x{cols} does not fit images of {H}x{W} pixels (cells would be empty)")
-    idx = group.sources.reshape(-1).to(images.device, non_blocking=True)
-    if idx.numel() >= B:
-        # The plan touches (about) every image: downsample the whole batch once, then gather.
-        small = _resize(images, (ch, cw), antialias).index_select(0, idx)
-    else:
-        small = _resize(images.index_select(0, idx), (ch, cw), antialias)
-    dropped = group.dropped.reshape(-1).to(images.device, non_blocking=True)
-    small = small.masked_fill(dropped.view(-1, 1, 1, 1), 0)
-    cells = small.view(n, rows, cols, C, ch, cw)
-    if rows * ch == H and cols * cw == W:
-        if out is None:
-            out = images.new_empty((n, C, H, W))
-        out.view(n, C, rows, ch, cols, cw).permute(0, 2, 4, 1, 3, 5).copy_(cells)
-        return out
-    # Not divisible: splice at (rows*ch, cols*cw), then resize the grid back to H x W.
-    grid = cells.permute(0, 3, 1, 4, 2, 5).reshape(n, C, rows * ch, cols * cw)
-    grid = F.interpolate(grid, (H, W), mode="bilinear", align_corners=True)
     if out is None:
-        return grid
-    out.copy_(grid)
+        out = images.new_empty((n, C, H, W))
+    if n == 0:
+        return out
+    small, cell_src = _cell_sources(images, group, (ch, cw), antialias, scratch)
+    exact = rows * ch == H and cols * cw == W
+    # Where the cells go: ``out`` itself, or (sizes not divisible by the grid) a spliced grid
+    # of (rows*ch, cols*cw) pixels that is resized back to H x W afterwards.
+    direct = exact and out.is_contiguous()
+    grid = out if direct else _Scratch.take(scratch, "grid", (n, C, rows * ch, cols * cw), images)
+    _gather_cells(small, cell_src, rows, cols, grid)
+    if direct:
+        return out
+    if exact:
+        out.copy_(grid)
+    elif out.is_contiguous() and not _needs_grad(grid):
+        torch._C._nn.upsample_bilinear2d(grid, (H, W), True, None, None, out=out)
+    else:
+        out.copy_(F.interpolate(grid, (H, W), mode="bilinear", align_corners=True))
     return out
+
+
+class _Scratch:
+    """Scratch tensors a SpliceMix reuses from call to call (per thread, CPU only).
+
+    The resized sources and the spliced grid are megabytes each; freed, glibc hands such
+    blocks back to the OS, and touching fresh pages on the next call costs about as much as
+    the splice itself. On a GPU the caching allocator already reuses memory.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @staticmethod
+    def take(scratch: "_Scratch | None", name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised ``like``-typed tensor of ``shape`` (a view of a reused buffer)."""
+        if scratch is None or like.device.type != "cpu" or _needs_grad(like):
+            return like.new_empty(shape)
+        bufs = scratch._local.__dict__.setdefault("bufs", {})
+        numel = math.prod(shape)
+        buf = bufs.get((name, like.dtype))
+        if buf is None or buf.numel() < numel:
+            buf = bufs[(name, like.dtype)] = like.new_empty(numel)
+        return buf[:numel].view(shape)
+
+
+def _needs_grad(x: torch.Tensor) -> bool:
+    return x.requires_grad and torch.is_grad_enabled()
+
+
+def _cell_sources(images: torch.Tensor, group: SpliceGroup, size: tuple[int, int], antialias: bool,
+                  scratch: _Scratch | None = None):
+    """Sources resized to the cell size plus, if any cell is dropped, one zero image:
+    (S [+ 1], C, ch, cw); and each cell's row in it, (n, cells); dropped cells point at the
+    zero image (row S).
+
+    A plan that keeps about every image of the batch resizes the whole batch once; a smaller
+    plan gathers only its kept sources (each distinct image once). Dropped cells are never
+    resized.
+    """
+    B, C = images.shape[:2]
+    sources, dropped = group.sources, group.dropped
+    if dropped.device != sources.device:
+        dropped = dropped.to(sources.device)
+    keep = ~dropped
+    if int(keep.sum()) >= B:
+        picked, S = images, B
+        cell_src = sources.masked_fill(dropped, S)
+    else:
+        used, inverse = torch.unique(sources[keep], return_inverse=True)
+        picked, S = images.index_select(0, used.to(images.device, non_blocking=True)), used.numel()
+        cell_src = torch.full_like(sources, S)
+        cell_src[keep] = inverse
+    any_dropped = bool(dropped.any())
+    small = _Scratch.take(scratch, "small", (S + any_dropped, C, *size), images)
+    _resize(picked, size, antialias, out=small[:S])
+    if any_dropped:
+        small[S].zero_()
+    return small, cell_src
+
+
+def _gather_cells(small: torch.Tensor, cell_src: torch.Tensor, rows: int, cols: int, grid: torch.Tensor) -> None:
+    """Splice: ``grid[m, :, i*ch:(i+1)*ch, j*cw:(j+1)*cw] = small[cell_src[m, i*cols + j]]``.
+
+    ``grid`` is a contiguous (n, C, rows*ch, cols*cw) tensor. Seen as rows of ``cw`` pixels,
+    both the grid and ``small`` (S, C, ch, cw) are plain matrices, and the splice is one
+    row gather: a single ``index_select`` (a memcpy per row, one parallel loop on the CPU,
+    one kernel on a GPU), written straight into the grid.
+    """
+    n, C = grid.shape[:2]
+    ch, cw = small.shape[-2:]
+    device = small.device
+    src = cell_src.to(device, non_blocking=True).view(n, 1, rows, 1, cols)
+    channel = torch.arange(C, device=device).view(1, C, 1, 1, 1)
+    line = torch.arange(ch, device=device).view(1, 1, 1, ch, 1)
+    # grid row (m, c, i, y, j) <- small row (cell_src[m, i, j], c, y)
+    index = ((src * C + channel) * ch + line).view(-1)
+    lines = small.view(-1, cw)
+    if _needs_grad(small):
+        grid.view(-1, cw).copy_(lines.index_select(0, index))
+    else:
+        torch.index_select(lines, 0, index, out=grid.view(-1, cw))
 
 
 def _mixed_targets(targets: torch.Tensor, group: SpliceGroup) -> torch.Tensor:
@@ -120,16 +222,22 @@ def apply_plan(
 
     Cell (i, j) of a mixed image is its source resized to (H // rows, W // cols) (bilinear,
     align_corners=True), dropped cells are 0 and carry no labels, and the mixed target is the
-    element-wise max over the kept sources. ``out`` / ``targets_out`` may be preallocated
-    (B + B', ...) buffers; when ``images`` already is ``out[:B]`` the regular batch is not copied.
-    With an empty plan and no buffers the inputs are returned as they are.
+    element-wise max over the kept sources. With an empty plan and no buffers the inputs are
+    returned as they are.
+
+    ``out`` / ``targets_out`` are optional preallocated buffers with *at least* B + B' rows
+    (e.g. ``SpliceMix.max_mixed(B)`` rows reserved after the batch by
+    :class:`splicemix.SpliceCollate`); the results are their first B + B' rows (views), and
+    rows beyond those are left untouched. When ``images`` already is ``out[:B]`` (same
+    memory) the regular batch is not copied; likewise for ``targets``.
     """
     check_batch(images, targets)
     _check_plan(plan, images.shape[0])
     return _apply(images, targets, plan, antialias, out, targets_out)
 
 
-def _apply(images, targets, plan: SplicePlan, antialias: bool, out, targets_out) -> tuple[torch.Tensor, torch.Tensor]:
+def _apply(images, targets, plan: SplicePlan, antialias: bool, out, targets_out,
+           scratch: _Scratch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """apply_plan without the input checks (for plans the mixer drew for this very batch)."""
     B = images.shape[0]
     total = B + plan.num_mixed
@@ -137,30 +245,40 @@ def _apply(images, targets, plan: SplicePlan, antialias: bool, out, targets_out)
         return images, targets
     out = _buffer(out, images, total, "out")
     targets_out = _buffer(targets_out, targets, total, "targets_out")
-    if out.data_ptr() != images.data_ptr():
+    if not _same_view(images, out[:B]):
         out[:B].copy_(images)
-    if targets_out.data_ptr() != targets.data_ptr():
+    if not _same_view(targets, targets_out[:B]):
         targets_out[:B].copy_(targets)
     start = B
     for g in plan.groups:
         if g.n == 0:
             continue
-        splice_images(images, g, antialias=antialias, out=out[start : start + g.n])
+        _splice(images, g, antialias, out[start : start + g.n], scratch)
         targets_out[start : start + g.n] = _mixed_targets(targets, g)
         start += g.n
     return out, targets_out
 
 
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """True when ``a`` and ``b`` are the same elements of the same memory (nothing to copy)."""
+    return a.device == b.device and a.data_ptr() == b.data_ptr() and a.stride() == b.stride() and a.shape == b.shape
+
+
 def _buffer(buf: torch.Tensor | None, like: torch.Tensor, total: int, name: str) -> torch.Tensor:
+    """``buf[:total]`` (``buf`` may have more rows than needed), or a new (total, ...) tensor."""
     shape = (total, *like.shape[1:])
     if buf is None:
         return like.new_empty(shape)
-    if tuple(buf.shape) != shape or buf.dtype != like.dtype or buf.device != like.device:
+    if (
+        not isinstance(buf, torch.Tensor) or buf.dim() != len(shape) or buf.shape[0] < total
+        or tuple(buf.shape[1:]) != shape[1:] or buf.dtype != like.dtype or buf.device != like.device
+    ):
+        got = f"{buf.dtype} {tuple(buf.shape)} on {buf.device}" if isinstance(buf, torch.Tensor) else type(buf).__name__
         raise ValueError(
-            f"{name} must be a {like.dtype} tensor of shape {shape} on {like.device}, "
-            f"got {buf.dtype} {tuple(buf.shape)} on {buf.device}"
+            f"{name} must be a {like.dtype} tensor of shape {shape} on {like.device} "
+            f"(or with more than {total} rows; only the first {total} are written), got {got}"
         )
-    return buf
+    return buf if buf.shape[0] == total else buf[:total]
 
 
 def _largest_remainder(total: int, weights: Sequence[float]) -> list[int]:
@@ -197,6 +315,12 @@ class SpliceMix:
         prob: probability that a batch is mixed at all (else an empty plan).
         antialias: antialiased downsampling (the reference does not antialias).
         generator: ``torch.Generator`` for the plan sampling (CPU); ``None`` uses torch's global RNG.
+
+    On the CPU a mixer keeps its scratch memory (the resized sources and, for grids that do
+    not divide the image, the spliced grid: about B * C * H * W / cells + B' * C * H * W
+    elements) from call to call, per thread; copies and pickles of it start without.
+    Pass ``out`` / ``targets_out`` buffers with at least B + B' rows (see
+    :class:`splicemix.SpliceCollate`) to skip the copy of the regular batch.
     """
 
     def __init__(
@@ -256,6 +380,16 @@ class SpliceMix:
         self.prob = float(prob)
         self.antialias = bool(antialias)
         self.generator = generator
+        self._scratch = _Scratch()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_scratch", None)  # per-thread scratch memory: neither copied nor pickled
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._scratch = _Scratch()
 
     # -- sampling ---------------------------------------------------------------------------
     def _rand(self) -> float:
@@ -336,7 +470,7 @@ class SpliceMix:
     ) -> tuple[torch.Tensor, torch.Tensor, SplicePlan]:
         check_batch(images, targets)
         plan = self.sample_plan(images.shape[0])
-        images_out, targets_out = _apply(images, targets, plan, self.antialias, out, targets_out)
+        images_out, targets_out = _apply(images, targets, plan, self.antialias, out, targets_out, self._scratch)
         return images_out, targets_out, plan
 
     def max_mixed(self, batch_size: int) -> int:

@@ -448,6 +448,7 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dic
 
 
 def _train(cfg: TrainConfig, report, distributed: bool, rank: int, world: int, device: torch.device) -> dict:
+    from .collate import SpliceCollate
     from .mixing import SpliceMix
     from .models import build_model
 
@@ -485,20 +486,22 @@ def _train(cfg: TrainConfig, report, distributed: bool, rank: int, world: int, d
     mix_gen = torch.Generator()
     mixer = SpliceMix(generator=mix_gen, **cfg.mix.mixer_kwargs()) if method != "baseline" else None
 
-    # data loader: the generator is re-seeded every epoch from (seed, epoch, rank)
+    # data loader: the generator is re-seeded every epoch from (seed, epoch, rank). With a
+    # mixer, the collate reserves the rows of the mixed images after each batch (SpliceBatch).
     load_gen = torch.Generator()
+    collate = SpliceCollate(mixer.max_mixed(tc.batch_size)) if mixer is not None else None
     if distributed:
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(data.train, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed, drop_last=True)
         loader = DataLoader(data.train, batch_size=tc.batch_size, sampler=sampler, drop_last=True,
                             num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
-                            worker_init_fn=_worker_init, generator=load_gen)
+                            worker_init_fn=_worker_init, generator=load_gen, collate_fn=collate)
     else:
         sampler = None
         loader = DataLoader(data.train, batch_size=tc.batch_size, shuffle=True, drop_last=True,
                             num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
-                            worker_init_fn=_worker_init, generator=load_gen)
+                            worker_init_fn=_worker_init, generator=load_gen, collate_fn=collate)
     iters = len(loader)
 
     optimizer = _optimizer(cfg, net)
@@ -589,13 +592,18 @@ def _train(cfg: TrainConfig, report, distributed: bool, rank: int, world: int, d
 
             batches = tqdm(loader, total=iters, file=sys.stderr, leave=False, desc=f"epoch {epoch + 1}/{tc.epochs}",
                            dynamic_ncols=True)
-        for images, targets in batches:
-            images = images.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True).float()
-            regular = images.shape[0]
-            plan = None
+        for batch in batches:
             if mixer is not None:
-                images, targets, plan = mixer(images, targets)
+                # a SpliceBatch: move its buffers as a whole, mix into the reserved rows
+                batch = batch.to(device, non_blocking=True)
+                regular = batch.batch_size
+                images, targets, plan = mixer(batch.images, batch.targets,
+                                              out=batch.buffer, targets_out=batch.targets_buffer)
+            else:
+                images, targets = batch
+                images = images.to(device, non_blocking=True)
+                targets = targets.to(device, non_blocking=True).float()
+                regular, plan = images.shape[0], None
             if tc.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast():

@@ -110,3 +110,40 @@ def test_two_worker_ddp_matches_single_worker(ray_local, cache, tmp_path):
     print(f"single worker mAP {t1['final_mAP']:.2f} loss {t1['final_train_loss']:.4f}; "
           f"2 DDP workers mAP {t2['final_mAP']:.2f} loss {t2['final_train_loss']:.4f}; "
           f"setup {t1['setup_s']:.1f} s vs {t2['setup_s']:.1f} s")
+
+
+def test_study_benchmark_quick(ray_local, tmp_path, monkeypatch):
+    """The study suite of `python -m benchmarks` in its quick form: every row finite, curves written."""
+    import csv
+
+    import torch
+
+    from benchmarks import study as bench
+
+    monkeypatch.setenv("BENCH_OUT", str(tmp_path))
+    rows = bench.run(True, torch.device("cpu"))
+    cases = [r.case for r in rows]
+    assert any("direct path" in c for c in cases) and any("Ray Train" in c for c in cases)
+    assert any("TPE+ASHA" in c for c in cases) and any("trials per hour" in c for c in cases)
+    assert all(math.isfinite(r.ours) and r.ours >= 0 for r in rows if "TPE" not in r.case)
+    with open(tmp_path / "search_curves.csv") as f:
+        curves = list(csv.DictReader(f))
+    assert {c["search"] for c in curves} == {"grid", "tpe_asha"}
+    grid = [int(c["epochs_spent"]) for c in curves if c["search"] == "grid"]
+    assert grid == list(range(1, len(grid) + 1)) and len(grid) == 4 * 3  # 2 x 2 configs x 3 epochs
+
+
+def test_gaps_and_curve_on_constructed_history():
+    from benchmarks.study import _curve, _gaps
+
+    hist = [  # trial a: epochs at t=10, 12 (first step at 9); trial b: first step at 12.5, ends at 16
+        {"trial_id": "a", "epoch": 1, "reported_at": 10.0, "epoch_time_s": 1.0},
+        {"trial_id": "a", "epoch": 2, "reported_at": 12.0, "epoch_time_s": 1.0},
+        {"trial_id": "b", "epoch": 1, "reported_at": 14.0, "epoch_time_s": 1.5},
+        {"trial_id": "b", "epoch": 2, "reported_at": 16.0, "epoch_time_s": 1.0},
+    ]
+    assert _gaps(hist) == [pytest.approx(0.5)]
+    trials = [{"trial_id": "a", "epochs_run": 2, "final_mAP": 30.0}, {"trial_id": "b", "epochs_run": 2, "final_mAP": 40.0}]
+    curve = _curve(trials, hist, 2)
+    assert [e for e, _ in curve] == [1, 2, 3, 4]
+    assert [b for _, b in curve] == [float("-inf"), 30.0, 30.0, 40.0]
