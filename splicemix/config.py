@@ -36,6 +36,7 @@ __all__ = [
     "TrainSection",
     "TrainConfig",
     "load_config",
+    "read_yaml",
     "apply_overrides",
     "config_to_yaml",
 ]
@@ -394,6 +395,23 @@ def apply_overrides(raw: dict, overrides: Sequence[str], source: str = "<default
     return raw, origins
 
 
+def read_yaml(path: str | Path) -> Any:
+    """``yaml.safe_load`` of a file; a syntax, encoding or read problem is one ConfigError naming
+    the file (and the line and column of a YAML error)."""
+    source = str(path)
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{source}:{at}: not valid YAML ({problem})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{source}: not a UTF-8 text file ({e.reason})") from None
+    except OSError as e:
+        raise ConfigError(f"{source}: cannot read it ({e.strerror})") from None
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML config (``yaml.safe_load``), apply ``--set`` overrides, validate.
 
@@ -409,15 +427,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         source = str(p)
         if not p.is_file():
             raise FileNotFoundError(f"config file {str(p)!r} not found" + (" (it is a directory)" if p.is_dir() else ""))
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(f"{source}:{at}: not valid YAML ({problem})") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{source}: not a UTF-8 text file ({e.reason})") from None
+        raw = read_yaml(p)
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):

@@ -20,7 +20,7 @@ from typing import Any, Literal, Optional, Sequence, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from splicemix.config import ConfigError, TrainConfig, apply_overrides, load_config
+from splicemix.config import ConfigError, TrainConfig, apply_overrides, load_config, read_yaml
 
 __all__ = ["StudyError", "Param", "SearchSection", "Resources", "StudySpec", "load_study", "smoke", "PARAM_KINDS"]
 
@@ -345,17 +345,9 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> tuple[StudySp
         raise StudyError(f"study file {source!r} not found" + (" (it is a directory)" if p.is_dir() else "")
                          + "; expected a YAML search space such as search_spaces/ratio.yaml")
     try:
-        text = p.read_text(encoding="utf-8")
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise StudyError(f"{source}:{at}: not valid YAML ({problem})") from None
-    except UnicodeDecodeError as e:
-        raise StudyError(f"{source}: not a UTF-8 text file ({e.reason})") from None
-    except OSError as e:
-        raise StudyError(f"{source}: cannot read it ({e.strerror})") from None
+        raw = read_yaml(p)
+    except ConfigError as e:
+        raise StudyError(str(e)) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
