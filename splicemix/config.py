@@ -318,17 +318,22 @@ def _allowed_keys(loc: Sequence[Any]) -> list[str]:
     return list(getattr(model, "model_fields", {}).keys())
 
 
+def _clean_msg(msg: str) -> str:
+    """A pydantic error message without its "Value error, " prefix, "Input should be" -> "expected"."""
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    if msg.startswith("Input should be "):
+        msg = "expected " + msg[len("Input should be "):]
+    return msg
+
+
 def _format_validation_error(err: ValidationError, source: str, origins: dict[str, str]) -> str:
     # group by key: a union field (amp: bool | 'auto') reports one error per member
     grouped: dict[tuple[str, str], dict] = {}
     for e in err.errors(include_url=False):
         key = _clean_loc(e["loc"])
-        msg = e["msg"]
-        for prefix in ("Value error, ", "Assertion failed, "):
-            if msg.startswith(prefix):
-                msg = msg[len(prefix):]
-        if msg.startswith("Input should be "):
-            msg = "expected " + msg[len("Input should be "):]
+        msg = _clean_msg(e["msg"])
         where = source
         origin = None
         if key:

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from splicemix.config import ConfigError, TrainConfig, apply_overrides, load_config, read_yaml
+from splicemix.config import _clean_loc, _clean_msg, _fmt_value  # the training config's error wording
 
 __all__ = ["StudyError", "Param", "SearchSection", "Resources", "StudySpec", "load_study", "smoke", "PARAM_KINDS"]
 
@@ -33,11 +34,6 @@ class StudyError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def _fmt(v: Any, limit: int = 80) -> str:
-    s = repr(v)
-    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 class Param(_Section):
@@ -210,33 +206,15 @@ class StudySpec(_Section):
 
 
 # --------------------------------------------------------------------------- loading
-def _clean_loc(loc: Sequence[Any]) -> str:
-    parts: list[str] = []
-    for p in loc:
-        if isinstance(p, int):
-            parts.append(f"[{p}]")
-            continue
-        p = str(p)
-        if p in ("str", "int", "float", "bool", "literal['auto']") or "[" in p or p.startswith("function-"):
-            continue
-        parts.append(("." if parts else "") + p)
-    return "".join(parts)
-
-
 def _format_error(err: ValidationError, source: str) -> str:
     grouped: dict[str, list[str]] = {}
     for e in err.errors(include_url=False):
         key = _clean_loc(e["loc"])
-        msg = e["msg"]
-        for prefix in ("Value error, ", "Assertion failed, "):
-            if msg.startswith(prefix):
-                msg = msg[len(prefix):]
-        if msg.startswith("Input should be "):
-            msg = "expected " + msg[len("Input should be "):]
+        msg = _clean_msg(e["msg"])
         if e["type"] == "extra_forbidden":
             model = _model_at(e["loc"])
             allowed = list(getattr(model, "model_fields", {}))
-            head = f"{source}: unknown key '{key}' (value {_fmt(e['input'])})"
+            head = f"{source}: unknown key '{key}' (value {_fmt_value(e['input'])})"
             grouped.setdefault(head, []).append("expected one of: " + ", ".join(allowed) if allowed else "not allowed here")
             continue
         if e["type"] == "missing":
@@ -247,7 +225,7 @@ def _format_error(err: ValidationError, source: str) -> str:
             head = f"{source}: {key + ': ' if key else ''}{msg}"
             grouped.setdefault(head, [])
             continue
-        head = f"{source}: {key or '<top level>'} = {_fmt(e.get('input'))}"
+        head = f"{source}: {key or '<top level>'} = {_fmt_value(e.get('input'))}"
         if msg not in grouped.setdefault(head, []):
             grouped[head].append(msg)
     return "; ".join(h + (": " + " or ".join(m) if m else "") for h, m in grouped.items())
@@ -323,7 +301,7 @@ def _check_trials(spec: StudySpec, base: dict, source: str) -> None:
             materialize(base, spec.fixed, {**first, key: value}, spec.seeds[0])
         except (ConfigError, ValidationError) as e:
             text = _format_train_error(e) if isinstance(e, ValidationError) else str(e)
-            raise StudyError(f"{source}: space.{key} value {_fmt(value)} gives an invalid training config: {text}") from None
+            raise StudyError(f"{source}: space.{key} value {_fmt_value(value)} gives an invalid training config: {text}") from None
 
 
 def _format_train_error(e: ValidationError) -> str:
