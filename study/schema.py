@@ -408,23 +408,15 @@ def smoke(spec: StudySpec, base: dict) -> StudySpec:
     """A 2-trial, 1-epoch, tiny-data version of ``spec`` (same searched keys and backend).
 
     The data set becomes the embedded synthetic one at 32 px (so coco.yaml runs without
-    MS-COCO); searched data-set sizes are capped; a ViT keeps its patch size dividing 32.
+    MS-COCO); a searched key that is a smoke setting (data-set sizes, epochs, image size) is
+    fixed at its smoke value; a ViT keeps its patch size dividing 32.
     """
     s = spec.model_copy(deep=True)
     s.fixed = {**{k: v for k, v in s.fixed.items() if not k.startswith(("data.coco", "data.voc"))}, **SMOKE_FIXED}
     space: dict[str, Param] = {}
     for key, p in s.space.items():
-        if key in SMOKE_FIXED:
-            continue
-        if key.startswith("data.synthetic.n_"):  # searched data-set sizes: capped at the smoke size
-            cap = int(SMOKE_FIXED.get(key, 128))
-            vals = sorted({min(int(v), cap) for v in (p.values or [p.smallest()])})
-            if len(vals) > 1:
-                space[key] = Param(choice=vals)
-            else:
-                s.fixed[key] = vals[0]
-            continue
-        space[key] = p
+        if key not in SMOKE_FIXED:  # a searched smoke setting (data-set size, epochs, ...) is fixed
+            space[key] = p
     if not space:  # every searched key was a smoke setting: keep the first so the searcher has work
         key, p = next(iter(spec.space.items()))
         space[key] = p
