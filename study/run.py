@@ -67,7 +67,8 @@ def _fmt(v: Any) -> str:
 
 
 # --------------------------------------------------------------------------- Tune callback
-def _make_callback(store: ResultStore, spec: StudySpec, base: dict, data_cache: str, planned: int, quiet: bool):
+def _make_callback(store: ResultStore, spec: StudySpec, base: dict, data_cache: str, workdir: str, planned: int,
+                   quiet: bool):
     from ray.tune import Callback
 
     from .space import decode_params
@@ -96,7 +97,7 @@ def _make_callback(store: ResultStore, spec: StudySpec, base: dict, data_cache: 
             # experiment state was older than our files): it has nothing left to train
             if store.trials.get(trial.trial_id, {}).get("status") in ("completed", "stopped"):
                 return
-            cfg = trial_config(spec, base, trial.config, data_cache, "")
+            cfg = trial_config(spec, base, trial.config, data_cache, "", workdir)
             flat = {k: v for k, v in flatten(cfg.model_dump(mode="json")).items()
                     if k not in ("train.out_dir", "train.progress", "train.resume")}
             row = store.set_trial(trial.trial_id, status, message, seed, flat, cfg.train.epochs, trial.last_result or {},
@@ -220,7 +221,7 @@ def run_study(
     study_uri = f"{root_uri}/{name}"
     _check_writable(fs, study_path, resume, study_uri)
     data_cache = os.path.abspath(os.path.expanduser(data_cache))
-    base = _absolute_paths(base, Path(space).resolve().parent)
+    workdir = os.getcwd()  # relative paths in the configs are relative to it, in every trial
 
     import yaml
 
@@ -274,7 +275,7 @@ def run_study(
             resources = {"cpu": r.cpus_per_worker, "gpu": 1 if use_gpu else 0}
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, spec_json=spec.model_dump_json(), base=base, data_cache=data_cache,
-                                 train_storage=f"{study_uri}/_train", use_gpu=use_gpu),
+                                 train_storage=f"{study_uri}/_train", use_gpu=use_gpu, workdir=workdir),
             resources,
         )
         print(
@@ -283,7 +284,7 @@ def run_study(
             f"workers, {'GPU' if use_gpu else 'CPU'} | {concurrent or 'unlimited'} at a time | up to {epochs} epochs each",
             flush=True,
         )
-        callback = _make_callback(store, spec, base, data_cache, planned, quiet)
+        callback = _make_callback(store, spec, base, data_cache, workdir, planned, quiet)
         reporter = _reporter(spec, report_every, quiet)
         if resume:
             tuner = tune.Tuner.restore(
@@ -448,21 +449,6 @@ def _check_writable(fs, study_path: str, resume: bool, study_uri: str) -> None:
         fs.delete_file(probe)
     except OSError as e:
         raise StudyError(f"storage {study_uri} cannot be written ({e}); expected a writable folder or URI for --storage") from None
-
-
-def _absolute_paths(base: dict, study_dir: Path) -> dict:
-    """Paths in the base config are taken relative to the working directory (as the trainer does)."""
-    out = json.loads(json.dumps(base))
-    d = out.get("data", {})
-    for section, keys in (("coco", ("train_images", "train_annotations", "val_images", "val_annotations")), ("voc", ("root",))):
-        for k in keys:
-            v = d.get(section, {}).get(k)
-            if v:
-                d[section][k] = os.path.abspath(os.path.expanduser(v))
-    m = out.get("model", {})
-    if m.get("pretrained"):
-        m["pretrained"] = os.path.abspath(os.path.expanduser(m["pretrained"]))
-    return out
 
 
 def _prepare_base_data(spec: StudySpec, base: dict, data_cache: str, quiet: bool) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -66,18 +67,31 @@ def prepare_data(cfg: TrainConfig) -> None:
             generate(root, knobs)
 
 
-def trial_config(spec: StudySpec, base: dict, config: dict[str, Any], data_cache: str, out_dir: str) -> TrainConfig:
-    """The full TrainConfig of the trial whose Tune config is ``config``."""
+def _under(workdir: str, path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(os.path.join(workdir, os.path.expanduser(path)))
+
+
+def trial_config(spec: StudySpec, base: dict, config: dict[str, Any], data_cache: str, out_dir: str,
+                 workdir: str) -> TrainConfig:
+    """The full TrainConfig of the trial whose Tune config is ``config``.
+
+    Relative paths (from the base config, ``fixed`` or the space) are taken relative to
+    ``workdir``, the directory the study was started from: Tune runs each trial in its own
+    trial directory.
+    """
     params, seed = decode_params(spec, config)
     cfg = materialize(base, spec.fixed, params, seed)
     updates: dict[str, Any] = {"out_dir": out_dir, "progress": False}
     if cfg.train.cpu_threads is None:
         updates["cpu_threads"] = spec.resources.cpus_per_worker
     train = cfg.train.model_copy(update=updates)
-    data = cfg.data
-    if data.dataset == "synthetic":
-        data = data.model_copy(update={"root": synthetic_root(cfg, data_cache)})
-    return cfg.model_copy(update={"train": train, "data": data})
+    d = cfg.data
+    coco = d.coco.model_copy(update={k: _under(workdir, v) for k, v in d.coco.model_dump().items()})
+    voc = d.voc.model_copy(update={"root": _under(workdir, d.voc.root)})
+    root = synthetic_root(cfg, data_cache) if d.dataset == "synthetic" else _under(workdir, d.root)
+    data = d.model_copy(update={"coco": coco, "voc": voc, "root": root})
+    model = cfg.model.model_copy(update={"pretrained": _under(workdir, cfg.model.pretrained)})
+    return cfg.model_copy(update={"train": train, "data": data, "model": model})
 
 
 def _restore(out_dir: Path, checkpoint) -> bool:
@@ -139,7 +153,8 @@ def _train_worker_loop(loop_config: dict) -> None:
     shutil.rmtree(cfg.train.out_dir, ignore_errors=True)
 
 
-def run_trial(config: dict[str, Any], spec_json: str, base: dict, data_cache: str, train_storage: str, use_gpu: bool) -> None:
+def run_trial(config: dict[str, Any], spec_json: str, base: dict, data_cache: str, train_storage: str, use_gpu: bool,
+              workdir: str) -> None:
     """The Tune trainable (a function): one training run of the configuration ``config``."""
     import ray.tune as tune
     from ray.tune import Checkpoint
@@ -151,7 +166,7 @@ def run_trial(config: dict[str, Any], spec_json: str, base: dict, data_cache: st
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     out_dir = Path(tempfile.gettempdir()) / "splicemix-study" / f"{ctx.get_experiment_name()}" / trial_id
-    cfg = trial_config(spec, base, config, data_cache, str(out_dir))
+    cfg = trial_config(spec, base, config, data_cache, str(out_dir), workdir)
     if not use_gpu:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})})
     every = spec.resources.checkpoint_every

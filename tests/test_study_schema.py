@@ -262,3 +262,23 @@ def test_store_accepts_a_filesystem_uri(tmp_path):
     s.set_trial("t", "completed", "", 0, {}, 1, {})
     s.flush()
     assert pq.read_table(tmp_path / "u" / "trials.parquet").to_pylist()[0]["final_mAP"] == 3.0
+
+
+def test_trial_config_takes_relative_paths_from_the_study_directory(tmp_path):
+    """Tune runs a trial in its own directory: relative paths in base, fixed or space must
+    still mean the directory the study was started from."""
+    from study.trial import trial_config
+
+    p = _write(tmp_path, BASE + "name: x\nfixed:\n  data.dataset: coco\n  data.coco.train_images: coco/train\n"
+               "  data.coco.train_annotations: /abs/train.json\n  data.coco.val_images: coco/val\n"
+               "  data.coco.val_annotations: coco/val.json\n"
+               "space: {model.pretrained: {grid: [w/r18.pth, null]}}\nsearch: {algorithm: grid}\n")
+    spec, base, _ = load_study(p)
+    cfg = trial_config(spec, base, {"model.pretrained": "w/r18.pth"}, str(tmp_path / "cache"), "out", "/work/dir")
+    assert cfg.data.coco.train_images == "/work/dir/coco/train"
+    assert cfg.data.coco.train_annotations == "/abs/train.json"
+    assert cfg.data.coco.val_annotations == "/work/dir/coco/val.json"
+    assert cfg.model.pretrained == "/work/dir/w/r18.pth"
+    assert cfg.train.out_dir == "out" and cfg.train.progress is False
+    cfg = trial_config(spec, base, {"model.pretrained": None}, str(tmp_path / "cache"), "out", "/work/dir")
+    assert cfg.model.pretrained is None
