@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -83,18 +84,12 @@ def _trials_per_hour(tmp: str, cache: str, quick: bool) -> list[Row]:
     given = os.environ.get("BENCH_RATIO_STUDY")
     if given and not quick:
         trials = pq.read_table(f"{given}/trials.parquet").to_pylist()
-        import json
-
-        prov = json.loads(Path(given, "provenance.json").read_text())
-        wall = None
-        times = [(t.get("wall_time_s") or 0) for t in trials]
-        note = f"from {given} (created {prov.get('created')})"
         hist = pq.read_table(f"{given}/history.parquet").to_pylist()
-        if hist:
-            start = min(h["trial_started_at"] for h in hist)
-            end = max(h["reported_at"] for h in hist)
-            wall = end - start
-        wall = wall or sum(times)
+        # first trial's start to the last report (without Ray's start); no history: the trials' sum
+        wall = (max(h["reported_at"] for h in hist) - min(h["trial_started_at"] for h in hist) if hist
+                else sum(t.get("wall_time_s") or 0 for t in trials))
+        created = json.loads(Path(given, "provenance.json").read_text()).get("created")
+        note = f"from {given} (created {created})"
     else:
         res = _study(str(ROOT / "search_spaces" / "ratio.yaml"), [], f"{tmp}/ratio", cache, smoke=quick)
         trials, wall = res.trials, res.wall_s
