@@ -597,8 +597,7 @@ def _train(cfg: TrainConfig, report, distributed: bool, rank: int, world: int, d
                 # a SpliceBatch: move its buffers as a whole, mix into the reserved rows
                 batch = batch.to(device, non_blocking=True)
                 regular = batch.batch_size
-                images, targets, plan = mixer(batch.images, batch.targets,
-                                              out=batch.buffer, targets_out=batch.targets_buffer)
+                images, targets, plan = batch.mix(mixer)
             else:
                 images, targets = batch
                 images = images.to(device, non_blocking=True)
