@@ -47,7 +47,7 @@ def _check_study(res, n_trials: int = 2, epochs: int = 1):
     return trials, history
 
 
-@pytest.mark.parametrize("space", ["ratio", "grid_scaling", "cl_vit", "coco"])
+@pytest.mark.parametrize("space", ["ratio", "grid_scaling", "cl_vit", "ratio_data", "coco"])
 def test_shipped_space_smoke(ray_local, cache, tmp_path, space):
     res = run_study(str(SPACES / f"{space}.yaml"), smoke_run=True, storage=str(tmp_path), data_cache=cache, quiet=True)
     trials, _ = _check_study(res)

@@ -34,7 +34,7 @@ def _err(tmp_path: Path, text: str, overrides=()) -> str:
 # --------------------------------------------------------------------------- shipped spaces
 def test_the_four_required_spaces_ship():
     names = {p.stem for p in SPACES}
-    assert {"ratio", "grid_scaling", "cl_vit", "coco"} <= names
+    assert {"ratio", "grid_scaling", "cl_vit", "ratio_data", "coco"} <= names
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
