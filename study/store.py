@@ -3,7 +3,9 @@
 * ``trials.parquet``: one row per trial: ``trial_id``, ``status`` (completed | stopped (by the
   early-stopping scheduler) | diverged | error | running), ``message``, ``seed``,
   ``epochs_planned``, ``epochs_run``, ``wall_time_s``, ``setup_s`` (the trial function's start
-  to its first training step), ``launch_s`` (Tune launching the trial to its first training step), ``final_<metric>`` (last epoch), ``best_<metric>`` / ``best_epoch``, and the
+  to its first training step), ``launch_s`` (Tune launching the trial to its first training step), ``final_<metric>`` (last epoch), ``best_<metric>`` / ``best_epoch``, ``failures`` (Tune's
+  retries of the trial) and ``resumed_from_epoch`` (the last checkpoint epoch an attempt of the
+  trial continued from, 0 = none), and the
   trial's whole training config flattened as ``cfg.<dotted key>`` (lists as JSON text).
 * ``history.parquet``: one row per trial per epoch: ``trial_id``, ``seed``, the searched
   ``cfg.<key>`` columns and every reported metric.
@@ -37,7 +39,8 @@ TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
 META_KEY = b"splicemix"
 # Tune's bookkeeping fields that say nothing about the training run
-_TUNE_NOISE = {"config", "done", "pid", "hostname", "node_ip", "date", "checkpoint_dir_name", "checkpoint_path",
+_TUNE_NOISE = {"restored_epochs", "config", "done", "pid", "hostname", "node_ip", "date", "checkpoint_dir_name",
+               "checkpoint_path",
                "time_since_restore", "iterations_since_restore", "timestamp", "should_checkpoint", "trial_id",
                "experiment_tag"}
 
@@ -155,6 +158,13 @@ class ResultStore:
 
     # -- collecting -----------------------------------------------------------------------
     def add_epoch(self, trial_id: str, seed: int, params: dict, metrics: dict) -> None:
+        restored = metrics.get("restored_epochs")
+        if isinstance(restored, str) and restored:
+            # an attempt that resumed from a checkpoint sends the epochs before it once: keep those
+            # this driver never received (it or a worker was killed before they arrived)
+            for rec in json.loads(restored):
+                if "epoch" in rec and (trial_id, int(rec["epoch"])) not in self.history:
+                    self.add_epoch(trial_id, seed, params, rec)
         if "epoch" not in metrics:
             return
         row = {"trial_id": trial_id, "seed": seed, **{f"cfg.{k}": _scalar(v) for k, v in params.items()}}
@@ -164,10 +174,13 @@ class ResultStore:
         self.history[(trial_id, int(metrics["epoch"]))] = row
 
     def set_trial(self, trial_id: str, status: str, message: str, seed: int, cfg_flat: dict, epochs_planned: int,
-                  last: dict, launched_at: Optional[float] = None) -> dict:
+                  last: dict, launched_at: Optional[float] = None, failures: Optional[int] = None) -> dict:
         hist = sorted((r for (t, _), r in self.history.items() if t == trial_id), key=lambda r: int(r["epoch"]))
         row: dict[str, Any] = {"trial_id": trial_id, "status": status, "message": message, "seed": seed,
                                "epochs_planned": epochs_planned, "epochs_run": int(hist[-1]["epoch"]) if hist else 0}
+        if last.get("diverged"):  # the trial ended itself on a NaN / infinite loss (study.trial)
+            status, message = "diverged", str(last["diverged"])
+            row.update(status=status, message=message)
         if status == "completed" and row["epochs_run"] < epochs_planned:
             row["status"] = "stopped"
             row["message"] = message or f"stopped early by the scheduler after {row['epochs_run']} of {epochs_planned} epochs"
@@ -187,13 +200,17 @@ class ResultStore:
             for k, v in lastrow.items():
                 if (isinstance(v, (int, float)) and not isinstance(v, bool) and not k.startswith("cfg.")
                         and k not in ("seed", "epoch", "trial_started_at", "reported_at", "training_iteration",
-                                      "time_this_iter_s", "time_total_s")):
+                                      "time_this_iter_s", "time_total_s", "resumed_from_epoch")):
                     row[f"final_{k}"] = v
             scored = [r for r in hist if isinstance(r.get(self.metric), (int, float)) and math.isfinite(r[self.metric])]
             if scored:
                 pick = (max if self.mode == "max" else min)(scored, key=lambda r: r[self.metric])
                 row[f"best_{self.metric}"] = pick[self.metric]
                 row["best_epoch"] = int(pick["epoch"])
+        # fault record: Tune-level retries of this trial, and the last epoch an attempt resumed
+        # from (a Tune retry, a Ray Train worker-group restart or a --resume; 0 = never)
+        row["failures"] = failures
+        row["resumed_from_epoch"] = max((int(r.get("resumed_from_epoch") or 0) for r in hist), default=0)
         row.update({f"cfg.{k}": v for k, v in cfg_flat.items()})
         self.trials[trial_id] = row
         return row

@@ -109,11 +109,78 @@ def _restore(out_dir: Path, checkpoint) -> bool:
     return True
 
 
+def _stored_checkpoint(dirs: list[str]):
+    """The newest complete checkpoint a trial left in storage, as a Ray ``Checkpoint`` (or None).
+
+    After a killed driver, ``--resume`` can restart a trial without handing it a checkpoint:
+    Tune's experiment state was saved before the trial's last checkpoint was registered. The
+    checkpoints the trial wrote are still in its storage folders (``trial_<id>/checkpoint_*``,
+    and ``_train/<id>/checkpoint_*`` for Ray Train trials); the newest epoch whose
+    ``checkpoint.pt`` is a whole file (its zip directory reads) is used. A truncated one is skipped.
+    """
+    import zipfile
+
+    import pyarrow.fs as pafs
+    from ray.tune import Checkpoint
+
+    from .store import resolve_storage
+
+    best: tuple[int, Any] | None = None
+    for uri in dirs:
+        fs, path, _ = resolve_storage(uri)
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        except OSError:
+            continue
+        for info in infos:
+            if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
+                continue
+            try:
+                with fs.open_input_stream(f"{info.path}/metrics.jsonl") as f:
+                    lines = [ln for ln in f.read().decode().splitlines() if ln.strip()]
+                epoch = max((int(json.loads(ln).get("epoch", 0)) for ln in lines), default=0)
+                with fs.open_input_file(f"{info.path}/checkpoint.pt") as f:
+                    zipfile.ZipFile(f).close()  # torch.save writes a zip: a truncated file has no directory
+            except (OSError, ValueError, zipfile.BadZipFile):
+                continue
+            if epoch > 0 and (best is None or epoch > best[0]):
+                best = (epoch, Checkpoint(info.path, filesystem=fs))
+    return best[1] if best else None
+
+
+def _metrics_rows(out_dir: Path) -> list[dict]:
+    """The per-epoch rows of a run directory's metrics.jsonl (scalars only)."""
+    path = out_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return [{k: v for k, v in r.items() if isinstance(v, (int, float, str, bool))} for r in rows]
+
+
+def _restored_epoch(out_dir: Path) -> int:
+    """The last epoch recorded in a restored run directory (0 when there is none)."""
+    return max((int(r.get("epoch", 0)) for r in _metrics_rows(out_dir)), default=0)
+
+
+def _diverged(report_fn, metric: str, error: FloatingPointError) -> None:
+    """Report a diverged run as a normal end: the metric is NaN (no searcher mistakes it for a
+    score) and ``diverged`` carries the reason. Returning instead of raising means neither Tune
+    nor Ray Train retries a run that would diverge again from its last checkpoint."""
+    report_fn({metric: float("nan"), "diverged": str(error)})
+
+
 def _reporter(report_fn, checkpoint_cls, out_dir: Path, every: int, epochs: int, is_main: bool, started: float,
-              world_size: int = 1):
+              world_size: int = 1, resumed_from: int = 0):
+    restored = _metrics_rows(out_dir) if (resumed_from and is_main) else []
+
     def report(metrics: dict) -> None:
         m = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
         m["world_size"] = world_size
+        m["resumed_from_epoch"] = resumed_from  # > 0: this attempt continued from a checkpoint
+        if restored:  # once per attempt: the epochs before the checkpoint, which the driver may
+            # never have received (a worker or the driver died first); study.store fills them in
+            m["restored_epochs"] = json.dumps(restored)
+            restored.clear()
         m["trial_started_at"] = started
         m["reported_at"] = time.time()
         epoch = int(metrics.get("epoch", 0))
@@ -143,19 +210,31 @@ def _train_worker_loop(loop_config: dict) -> None:
         out = Path(cfg.train.out_dir) / f"rank{rank}"
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"out_dir": str(out)})})
     # a retry inside this Ray Train run, else the checkpoint of the Tune trial being resumed
-    checkpoint = ray.train.get_checkpoint() or loop_config.get("checkpoint")
+    # the newest whole checkpoint this trial stored (covers one that was written but not yet
+    # registered when a worker died), else Ray Train's, else the one the Tune trial was given
+    checkpoint = (_stored_checkpoint(loop_config.get("stored", [])) or ray.train.get_checkpoint()
+                  or loop_config.get("checkpoint"))
+    resumed_from = 0
     if _restore(Path(cfg.train.out_dir), checkpoint):
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})})
+        resumed_from = _restored_epoch(Path(cfg.train.out_dir))
     prepare_data(cfg)  # every node needs the data; the file lock makes one process per node generate it
     report = _reporter(ray.train.report, Checkpoint, Path(cfg.train.out_dir), loop_config["every"],
-                       cfg.train.epochs, rank == 0, loop_config["started"], ctx.get_world_size())
-    train(cfg, report=report)
+                       cfg.train.epochs, rank == 0, loop_config["started"], ctx.get_world_size(), resumed_from)
+    try:
+        train(cfg, report=report)
+    except FloatingPointError as e:  # raised on every rank at once: the check is on the all-reduced loss
+        _diverged(ray.train.report, loop_config["metric"], e)
     shutil.rmtree(cfg.train.out_dir, ignore_errors=True)
 
 
 def run_trial(config: dict[str, Any], spec_json: str, base: dict, data_cache: str, train_storage: str, use_gpu: bool,
-              workdir: str) -> None:
-    """The Tune trainable (a function): one training run of the configuration ``config``."""
+              workdir: str, study_uri: str | None = None) -> None:
+    """The Tune trainable (a function): one training run of the configuration ``config``.
+
+    It continues from Tune's checkpoint of the trial (a retry after a failure, or a resumed
+    study), else from the newest checkpoint the trial left in ``study_uri`` (a study resumed
+    after its driver was killed before Tune registered that checkpoint)."""
     import ray.tune as tune
     from ray.tune import Checkpoint
 
@@ -170,12 +249,20 @@ def run_trial(config: dict[str, Any], spec_json: str, base: dict, data_cache: st
     if not use_gpu:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})})
     every = spec.resources.checkpoint_every
+    stored = [f"{study_uri}/trial_{trial_id}", f"{train_storage}/{trial_id}"] if study_uri else []
+    checkpoint = tune.get_checkpoint() or _stored_checkpoint(stored)
 
     if not spec.use_train_backend():
-        if _restore(out_dir, tune.get_checkpoint()):
+        resumed_from = 0
+        if _restore(out_dir, checkpoint):
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})})
+            resumed_from = _restored_epoch(out_dir)
         prepare_data(cfg)
-        train(cfg, report=_reporter(tune.report, Checkpoint, out_dir, every, cfg.train.epochs, True, started))
+        try:
+            train(cfg, report=_reporter(tune.report, Checkpoint, out_dir, every, cfg.train.epochs, True, started,
+                                        resumed_from=resumed_from))
+        except FloatingPointError as e:
+            _diverged(tune.report, spec.search.metric, e)
         shutil.rmtree(out_dir, ignore_errors=True)  # every epoch's files went to Ray's storage with its checkpoint
         return
 
@@ -187,7 +274,8 @@ def run_trial(config: dict[str, Any], spec_json: str, base: dict, data_cache: st
     trainer = TorchTrainer(
         _train_worker_loop,
         train_loop_config={"cfg": cfg.model_dump(mode="json"), "every": every, "started": started,
-                           "checkpoint": tune.get_checkpoint()},
+                           "checkpoint": checkpoint, "metric": spec.search.metric,
+                           "stored": stored},
         scaling_config=ray.train.ScalingConfig(
             num_workers=r.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": r.cpus_per_worker}
         ),
