@@ -144,7 +144,11 @@ class ResultStore:
 
     # -- reading ------------------------------------------------------------------------
     def load(self) -> int:
-        """Read existing files (a resumed study); returns the number of trials read."""
+        """Read existing files (a resumed study); returns the number of trials read. Temporary
+        files a killed writer left behind (``.trials.parquet.<id>.tmp``) are removed."""
+        for info in self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True)):
+            if info.base_name.startswith(".") and info.base_name.endswith(".tmp") and ".parquet." in info.base_name:
+                self.fs.delete_file(info.path)
         for name, target in ((TRIALS_FILE, "trials"), (HISTORY_FILE, "history")):
             p = f"{self.path}/{name}"
             if self.fs.get_file_info(p).type != pafs.FileType.File:

@@ -280,4 +280,8 @@ def test_writer_killed_mid_write_leaves_a_complete_file(tmp_path):
         assert len(_rows(study, "history.parquet")) == 300
         mid_write += bool(set(study.glob(".*.tmp")) - tmp_before)
     assert mid_write >= 1, "no kill landed inside a write: the test did not test anything"
+    from study.store import ResultStore
+
+    store = ResultStore(str(study), {}, "mAP", "max", [])
+    assert store.load() == 300 and not list(study.glob(".*.tmp"))  # a resume reads the rows, drops the debris
     print(f"{kills} writers killed, {mid_write} of them mid-write; the files read back whole every time")
