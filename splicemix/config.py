@@ -6,15 +6,20 @@ message names the file, the dotted key, the bad value and what was expected::
 
     cfg = load_config("configs/default.yaml", ["train.epochs=3", "mix.grids=[2x2, 1x2]"])
 
-Values given with ``--set`` are parsed with ``yaml.safe_load`` (so ``3`` is an int, ``0.5``
-a float, ``[1, 2]`` a list, ``null`` None); nothing is ever evaluated as Python.
+Files and values given with ``--set`` are parsed with a safe YAML loader (:func:`safe_yaml`:
+``yaml.SafeLoader`` with YAML 1.2 numbers, so ``3`` is an int, ``0.5`` and ``1e-3`` floats,
+``0x3`` text; ``[1, 2]`` a list, ``null`` None; a key given twice is an error); nothing is
+ever evaluated as Python.
 The built-in defaults (``TrainConfig()``) are the main job of ``configs/default.yaml``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
@@ -37,7 +42,12 @@ __all__ = [
     "TrainConfig",
     "load_config",
     "read_yaml",
+    "safe_yaml",
+    "dump_yaml",
     "apply_overrides",
+    "check_data_paths",
+    "data_path_problems",
+    "did_you_mean",
     "config_to_yaml",
 ]
 
@@ -86,6 +96,12 @@ class VocPaths(_Section):
     train_set: str = "trainval"
     val_set: str = "test"
 
+    @field_validator("year", mode="before")
+    @classmethod
+    def _year_text(cls, v: Any) -> Any:
+        # `year: 2007` unquoted is an int in YAML; the folder is VOC2007 either way
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
 
 class DataConfig(_Section):
     dataset: Literal["synthetic", "coco", "voc"] = "synthetic"
@@ -103,6 +119,9 @@ class DataConfig(_Section):
     workers: int = Field(0, ge=0)
     train_limit: Optional[int] = Field(None, ge=1)
     val_limit: Optional[int] = Field(None, ge=1)
+    skip_corrupt: bool = Field(
+        False, description="skip images that cannot be decoded (counted and logged) instead of stopping with an error"
+    )
 
     @field_validator("eval_sizes")
     @classmethod
@@ -318,6 +337,15 @@ def _allowed_keys(loc: Sequence[Any]) -> list[str]:
     return list(getattr(model, "model_fields", {}).keys())
 
 
+def did_you_mean(key: str, allowed: Sequence[str]) -> str:
+    """``"; did you mean 'optim.lr'?"`` for the allowed name closest to the last part of ``key``, or ``""``."""
+    head, _, last = str(key).rpartition(".")
+    close = difflib.get_close_matches(last, [str(a) for a in allowed], n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f"; did you mean '{head + '.' if head else ''}{close[0]}'?"
+
+
 def _clean_msg(msg: str) -> str:
     """A pydantic error message without its "Value error, " prefix, "Input should be" -> "expected"."""
     for prefix in ("Value error, ", "Assertion failed, "):
@@ -345,8 +373,9 @@ def _format_validation_error(err: ValidationError, source: str, origins: dict[st
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(e["loc"])
             text = f"{where}: unknown key '{key}' (value {_fmt_value(e['input'])})"
+            hint = did_you_mean(key, allowed)
             if allowed:
-                text += f"; expected one of: {', '.join(allowed)}"
+                text += (hint + " " if hint else "; ") + f"expected one of: {', '.join(allowed)}"
             grouped[(text, "")] = {"text": text, "msgs": []}
         elif isinstance(e.get("input"), dict) and e["type"] in ("value_error", "assertion_error"):
             text = f"{where}: {msg}"  # a cross-field check: its message names the keys
@@ -373,8 +402,8 @@ def _parse_override(item: str) -> tuple[list[str], Any, str]:
     if not key or any(not p.strip() for p in parts):
         raise ConfigError(f"--set {item!r}: malformed key {key!r}; expected a dotted key like optim.lr")
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+        value = safe_yaml(raw)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError):
         value = raw  # not YAML: keep the text as a string
     return [p.strip() for p in parts], value, key
 
@@ -400,12 +429,87 @@ def apply_overrides(raw: dict, overrides: Sequence[str], source: str = "<default
     return raw, origins
 
 
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no Python objects, no tags beyond the standard ones) with two changes:
+
+    * numbers as in YAML 1.2: integers are decimal only (``0x3``, ``0o7``, ``1:30`` stay text,
+      so a grid spec like ``0x3`` is reported as the grid it looks like, not as the number 3),
+      and ``1e-3`` is a float (YAML 1.1 reads it as text);
+    * a key given twice in one mapping is an error (YAML 1.1 silently keeps the last one).
+    """
+
+    def construct_mapping(self, node, deep=False):  # noqa: D401 - PyYAML's hook
+        if isinstance(node, yaml.MappingNode):
+            seen: set[tuple[str, str]] = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                ident = (key_node.tag, key_node.value)
+                if ident in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"key '{key_node.value}' is given twice", key_node.start_mark,
+                    )
+                seen.add(ident)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):  # decimal only, leading zeros allowed ("007" is 7)
+        text = str(self.construct_scalar(node)).replace("_", "")
+        try:
+            return int(text, 10)
+        except ValueError as e:  # e.g. more digits than Python converts
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read {text[:20]!r}... as an integer ({e})",
+                                                    node.start_mark) from None
+
+
+_SafeLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SafeLoader.add_implicit_resolver(_INT_TAG, re.compile(r"^[-+]?[0-9][0-9_]*$"), list("-+0123456789"))
+_SafeLoader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
+                   |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+.0123456789"),
+)
+_SafeLoader.add_constructor(_INT_TAG, _SafeLoader.construct_yaml_int)
+
+
+class _SafeDumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes exactly the text :class:`_SafeLoader` would read as
+    something else (``'1e-3'`` stays text), so dumped values load back unchanged."""
+
+
+_SafeDumper.yaml_implicit_resolvers = _SafeLoader.yaml_implicit_resolvers
+
+
+def dump_yaml(value: Any, flow: bool = False) -> str:
+    """Plain data as YAML text that :func:`safe_yaml` reads back unchanged."""
+    return yaml.dump(value, Dumper=_SafeDumper, sort_keys=False, default_flow_style=flow, allow_unicode=True)
+
+
+def safe_yaml(text: str) -> Any:
+    """Parse YAML text with the safe loader above (plain data only: nothing is evaluated).
+    Raises ``yaml.YAMLError`` (with ``problem_mark``) on bad input."""
+    loader = _SafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path) -> Any:
-    """``yaml.safe_load`` of a file; a syntax, encoding or read problem is one ConfigError naming
-    the file (and the line and column of a YAML error)."""
+    """Safe YAML (:func:`safe_yaml`) of a file; a syntax, encoding or read problem is one
+    ConfigError naming the file (and the line and column of a YAML error)."""
     source = str(path)
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return safe_yaml(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -414,11 +518,13 @@ def read_yaml(path: str | Path) -> Any:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{source}: not a UTF-8 text file ({e.reason})") from None
     except OSError as e:
-        raise ConfigError(f"{source}: cannot read it ({e.strerror})") from None
+        raise ConfigError(f"{source}: cannot read it ({e.strerror or e})") from None
+    except (ValueError, TypeError, RecursionError) as e:  # e.g. a date such as 2021-02-30, nesting too deep
+        raise ConfigError(f"{source}: not valid YAML ({type(e).__name__}: {str(e)[:200]})") from None
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML config (``yaml.safe_load``), apply ``--set`` overrides, validate.
+    """Read a YAML config (:func:`safe_yaml`), apply ``--set`` overrides, validate.
 
     ``path=None`` starts from the built-in defaults. Raises :class:`FileNotFoundError` for a
     missing file and :class:`ConfigError` for anything wrong inside it.
@@ -447,6 +553,63 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         raise ConfigError(_format_validation_error(e, source, origins)) from None
 
 
+_PATH_KEYS: dict[str, tuple[str, str]] = {  # dotted key -> (kind, what is expected there)
+    "data.coco.train_images": ("dir", "the folder of the COCO training images (e.g. train2014)"),
+    "data.coco.train_annotations": ("file", "a COCO instances_*.json file"),
+    "data.coco.val_images": ("dir", "the folder of the COCO validation images (e.g. val2014)"),
+    "data.coco.val_annotations": ("file", "a COCO instances_*.json file"),
+    "data.voc.root": ("dir", "the folder holding VOCdevkit (or VOCdevkit / VOC2007 itself)"),
+    "model.pretrained": ("file", "a local weights file (nothing is downloaded)"),
+}
+
+
+def data_path_problems(cfg: TrainConfig, base_dir: str | None = None, weights: bool = True) -> list[str]:
+    """Every data / weights path of ``cfg`` that its data set needs but that is missing or
+    unreadable, as ``"key = 'path' problem; expected ..."`` texts (``weights``: also
+    ``model.pretrained``). Relative paths are taken relative to ``base_dir`` (default: the
+    working directory)."""
+    values = {
+        "data.coco.train_images": cfg.data.coco.train_images,
+        "data.coco.train_annotations": cfg.data.coco.train_annotations,
+        "data.coco.val_images": cfg.data.coco.val_images,
+        "data.coco.val_annotations": cfg.data.coco.val_annotations,
+        "data.voc.root": cfg.data.voc.root,
+        "model.pretrained": cfg.model.pretrained,
+    }
+    wanted = [k for k in values if (weights and k == "model.pretrained")
+              or (cfg.data.dataset == "coco" and k.startswith("data.coco."))
+              or (cfg.data.dataset == "voc" and k == "data.voc.root")]
+    problems = []
+    for key in wanted:
+        given = values[key]
+        if not given:
+            continue  # a required path that is not set is the schema's error
+        kind, expected = _PATH_KEYS[key]
+        path = os.path.join(base_dir or os.getcwd(), os.path.expanduser(given))
+        shown = repr(given) + ("" if os.path.abspath(path) == given else f" ({os.path.abspath(path)})")
+        if not os.path.exists(path):
+            problem = "does not exist"
+        elif kind == "dir" and not os.path.isdir(path):
+            problem = "is not a folder"
+        elif kind == "file" and not os.path.isfile(path):
+            problem = "is not a file"
+        elif not os.access(path, os.R_OK | (os.X_OK if kind == "dir" else 0)):
+            problem = "cannot be read (permission denied)"
+        else:
+            continue
+        problems.append(f"{key} = {shown} {problem}; expected {expected}")
+    return problems
+
+
+def check_data_paths(cfg: TrainConfig, source: str = "", base_dir: str | None = None, weights: bool = True) -> None:
+    """Raise one :class:`ConfigError` naming the first missing / unreadable data path of ``cfg``
+    (see :func:`data_path_problems`), before any data is read."""
+    problems = data_path_problems(cfg, base_dir, weights)
+    if problems:
+        more = f" (and {len(problems) - 1} more: {', '.join(p.split(' = ')[0] for p in problems[1:])})" if len(problems) > 1 else ""
+        raise ConfigError(f"{source + ': ' if source else ''}{problems[0]}{more}")
+
+
 def config_to_yaml(cfg: TrainConfig) -> str:
     """The resolved configuration as YAML (what the trainer writes to ``out_dir/config.yaml``)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=False)
+    return dump_yaml(cfg.model_dump(mode="json"))

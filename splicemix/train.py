@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .config import ConfigError, TrainConfig, config_to_yaml, load_config
+from .config import ConfigError, TrainConfig, check_data_paths, config_to_yaml, load_config
 
 __all__ = ["train", "hide_labels", "main", "METRICS_FILE", "CHECKPOINT_FILE"]
 
@@ -160,6 +160,7 @@ def _build_data(cfg: TrainConfig, rank: int, distributed: bool) -> _Data:
     from .data import CocoMultiLabel, VOCMultiLabel, build_transforms
 
     d = cfg.data
+    check_data_paths(cfg, weights=False)  # one error naming the key and the path, before anything is read
     t_train = build_transforms(d.image_size, train=True, scale=None if d.crop_scale is None else tuple(d.crop_scale), hflip=d.hflip)
     t_val = build_transforms(d.image_size, train=False)
     out = _Data()
@@ -207,7 +208,48 @@ def _build_data(cfg: TrainConfig, rank: int, distributed: bool) -> _Data:
         raise ValueError(
             f"train and val sets disagree on the classes: {out.num_classes} vs {int(val_base.targets.shape[1])}"
         )
+    if d.skip_corrupt:
+        # a corrupt training image is replaced by the next intact one; a corrupt validation
+        # image by a blank one whose row is left out of the metrics (see _evaluate)
+        from .data import SkipCorrupt
+
+        out.train = SkipCorrupt(out.train, [train_base.image_paths[i] for i in tr_idx])
+        val_paths = [val_base.image_paths[i] for i in va_idx]
+        out.val = SkipCorrupt(out.val, val_paths, blank=(3, d.image_size, d.image_size), targets=out.val_targets)
+        for s, ds in list(out.eval_sets.items()):
+            out.eval_sets[s] = SkipCorrupt(ds, val_paths, blank=(3, s, s), targets=out.val_targets, bad=out.val.bad)
     return out
+
+
+class _ReportSkipped:
+    """The training DataLoader (``data.skip_corrupt``): after every pass over it, one line on
+    the corrupt training images skipped so far."""
+
+    def __init__(self, loader: DataLoader, dataset, log: Callable[[str], None]) -> None:
+        self.loader, self.dataset, self.log = loader, dataset, log
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        yield from self.loader
+        msg = self.dataset.summary("training images (each replaced by the next intact one)")
+        if msg:
+            self.log(msg)
+
+
+def _corrupt_val_rows(data: _Data, rank: int, distributed: bool) -> list[int]:
+    """Validation rows whose image was corrupt (``data.skip_corrupt``), the same on every rank."""
+    found = data.val.corrupt() if hasattr(data.val, "corrupt") else []
+    if distributed:
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, found)
+        found = sorted({i for p in parts for i in p})
+    if found and rank == 0:
+        print(data.val.summary("validation images (left out of the metrics)", found), flush=True)
+    return found
 
 
 def _synthetic_rare_mask(root: Path) -> Optional[np.ndarray]:
@@ -334,6 +376,10 @@ def _evaluate(net, data: _Data, cfg: TrainConfig, device, autocast, rank, world,
     scores = _predict(net, data.val, cfg, device, autocast, rank, world, distributed)
     targets = data.val_targets.numpy()
     ignore = None if data.val_ignore is None else data.val_ignore.numpy()
+    corrupt = _corrupt_val_rows(data, rank, distributed) if cfg.data.skip_corrupt else []
+    if corrupt:  # blank images stood in for them: leave their rows out of every metric
+        ignore = np.zeros(targets.shape, dtype=bool) if ignore is None else ignore.copy()
+        ignore[np.asarray(corrupt)] = True
     out: dict[str, float] = {"mAP": 100.0 * mean_average_precision(scores, targets, ignore)}
     for suffix, top_k in (("", None), ("_top3", 3)):
         f = multilabel_f1(scores, targets, threshold=0.5, top_k=top_k, ignore=ignore)
@@ -502,6 +548,8 @@ def _train(cfg: TrainConfig, report, distributed: bool, rank: int, world: int, d
         loader = DataLoader(data.train, batch_size=tc.batch_size, shuffle=True, drop_last=True,
                             num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
                             worker_init_fn=_worker_init, generator=load_gen, collate_fn=collate)
+    if cfg.data.skip_corrupt:
+        loader = _ReportSkipped(loader, data.train, log)  # type: ignore[assignment]
     iters = len(loader)
 
     optimizer = _optimizer(cfg, net)
@@ -708,6 +756,9 @@ Without --config the built-in defaults are used (the main job of configs/default
 --set values are YAML (3 is an int, 0.5 a float, [1, 2] a list, null is None).
 The run directory receives config.yaml, metrics.jsonl (one JSON object per epoch) and
 checkpoint.pt (saved every epoch; --resume continues from it).
+Bad input (malformed YAML, an unknown key, a wrong value, a missing data path, a corrupt
+image) is one line on stderr naming the file / key / value, exit status 2; --debug shows
+the traceback.
 """
 
 
@@ -727,9 +778,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="run directory (shortcut for --set train.out_dir=DIR)")
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="skip images that cannot be decoded, counting them (shortcut for --set data.skip_corrupt=true); "
+                        "without it a corrupt image stops the run with an error naming the file")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p
+
+
+def _one_line(e: BaseException) -> str:
+    """An error as one line: a DataLoader worker's re-raised error keeps only its last line
+    (the original message), not the worker's traceback text."""
+    text = str(e)
+    if "Original Traceback" in text:
+        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+        last = lines[-1] if lines else text
+        head, sep, rest = last.partition(": ")
+        text = rest if sep and head.replace(".", "").replace("_", "").isalnum() and " " not in head else last
+    return " ".join(text.split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -745,6 +811,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append("train.resume=true")
     if args.no_progress:
         overrides.append("train.progress=false")
+    if args.skip_corrupt:
+        overrides.append("data.skip_corrupt=true")
     try:
         cfg = load_config(args.config, overrides)
         if args.print_config:
@@ -757,8 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError, ValueError, FloatingPointError) as e:  # OSError: missing/corrupt files
         if args.debug:
             raise
-        msg = " ".join(str(e).split())
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     best = result.get("best_mAP")
     if best is not None:

@@ -13,7 +13,9 @@ import argparse
 import json
 import math
 import os
+import socket
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -28,13 +30,18 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 from splicemix.config import ConfigError  # noqa: E402
 
-from .schema import StudyError, StudySpec, load_study, smoke  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+
+from .schema import StudyError, StudySpec, check_paths, load_study, smoke  # noqa: E402
 from .store import ResultStore, flatten, provenance, resolve_storage  # noqa: E402
 
 __all__ = ["main", "run_study", "StudyResult"]
 
 STUDY_YAML = "study.yaml"
 META_JSON = "provenance.json"
+CONNECT_TIMEOUT_S = 30.0  # default of --connect-timeout
+_OUR_FILES = {STUDY_YAML, META_JSON, ".write-test"}
+_abandoned_init = False  # a ray.init that did not return within --connect-timeout is still running
 
 
 class StudyResult:
@@ -101,7 +108,7 @@ def _make_callback(store: ResultStore, spec: StudySpec, base: dict, data_cache: 
             flat = {k: v for k, v in flatten(cfg.model_dump(mode="json")).items()
                     if k not in ("train.out_dir", "train.progress", "train.resume")}
             row = store.set_trial(trial.trial_id, status, message, seed, flat, cfg.train.epochs, trial.last_result or {},
-                                  self.launched.get(trial.trial_id))
+                                  self.launched.get(trial.trial_id), getattr(trial, "num_failures", None))
             store.flush()
             self.done += 1
             if quiet:
@@ -152,7 +159,107 @@ def _error_message(trial) -> str:
 
 
 # --------------------------------------------------------------------------- Ray
-def _init_ray(address: Optional[str], num_cpus: Optional[int], dashboard: bool, verbose: bool) -> bool:
+def _split_address(address: str) -> tuple[str, int]:
+    """(host, port) of a ``host:port`` / ``ray://host[:port]`` Ray address (StudyError otherwise)."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "", address
+    rest = rest.strip().rstrip("/")
+    if scheme not in ("", "ray") or not rest or "/" in rest:
+        raise StudyError(f"--address {address!r}: expected 'auto', host:port (the Ray head's GCS port, e.g. "
+                         "10.0.0.5:6379) or ray://host:port (Ray Client)")
+    host, colon, port = rest.rpartition(":")
+    if not colon or host.endswith(":"):  # no port, or a bare IPv6 address
+        host, port = rest, ("10001" if scheme == "ray" else "6379")  # Ray's default client / GCS ports
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StudyError(f"--address {address!r}: expected host:port with a port number between 1 and 65535")
+    return host, int(port)
+
+
+def _check_address(address: Optional[str], timeout: float) -> None:
+    """Fail fast, naming the address, when nothing listens at a host:port Ray address: ray.init
+    itself would retry for minutes. 'auto' / 'local' are left to Ray (and the init timeout)."""
+    if not address or address in ("auto", "local"):
+        return
+    host, port = _split_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        reason = "timed out" if isinstance(e, socket.timeout) else (e.strerror or str(e) or type(e).__name__)
+        raise StudyError(
+            f"--address {address}: no Ray cluster answers at {host}:{port} within {timeout:g} s ({reason}); expected "
+            "the address of a running Ray head ('ray start --head'), 'auto', or no --address for a local Ray"
+        ) from None
+
+
+def _init_within(kwargs: dict, address: str, timeout: float, capture: bool = True) -> None:
+    """ray.init(**kwargs) in a helper thread, waiting at most ``timeout`` seconds for it.
+
+    With ``capture``, what Ray writes to stderr meanwhile (its core logs a line per second
+    while a cluster does not answer) is held back: replayed when the connection worked,
+    dropped when it did not (the one error line says why).
+    """
+    import logging
+    import tempfile
+
+    import ray
+
+    class _NoThreadWarning(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "not the main thread" not in record.getMessage()
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            ray.init(**kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = e
+
+    flt = _NoThreadWarning()
+    worker_log = logging.getLogger("ray._private.worker")
+    worker_log.addFilter(flt)
+    held = tempfile.TemporaryFile() if capture else None
+    saved = None
+    if held is not None:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+    t = threading.Thread(target=target, name="ray-init", daemon=True)
+    try:
+        t.start()
+        t.join(timeout)
+    finally:
+        worker_log.removeFilter(flt)
+        if saved is not None:
+            sys.stderr.flush()
+            if t.is_alive():  # the thread keeps logging to fd 2: leave that captured, print to the real stderr
+                sys.stderr = open(saved, "w", buffering=1, closefd=False)
+            else:
+                os.dup2(saved, 2)
+                os.close(saved)
+    if held is not None and not t.is_alive() and "error" not in box:
+        held.seek(0)
+        sys.stderr.write(held.read().decode(errors="replace"))
+        sys.stderr.flush()
+    if t.is_alive():
+        global _abandoned_init
+        _abandoned_init = True
+        raise StudyError(f"--address {address}: Ray did not connect within {timeout:g} s (--connect-timeout); "
+                         "expected a running, reachable Ray cluster at that address")
+    err = box.get("error")
+    if isinstance(err, (ConnectionError, TimeoutError, ValueError, RuntimeError)):
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise StudyError(f"--address {address}: cannot connect to Ray ({first[:300]}); expected a running Ray "
+                         "cluster at that address, or no --address for a local Ray") from None
+    if err is not None:
+        raise err
+
+
+def _init_ray(address: Optional[str], num_cpus: Optional[int], dashboard: bool, verbose: bool,
+              connect_timeout: float = CONNECT_TIMEOUT_S) -> bool:
     """Start or join Ray; True when a local instance was started."""
     import logging
 
@@ -174,7 +281,8 @@ def _init_ray(address: Optional[str], num_cpus: Optional[int], dashboard: bool, 
     quiet = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING,
                  configure_logging=True)
     if address:
-        ray.init(address=address, **quiet)
+        _check_address(address, connect_timeout)
+        _init_within(dict(address=address, **quiet), address, connect_timeout, capture=not verbose)
         return False
     cores = _cores()
     ray.init(
@@ -203,25 +311,57 @@ def run_study(
     quiet: bool = False,
     verbose: bool = False,
     command: Optional[list[str]] = None,
+    skip_corrupt: bool = False,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
 ) -> StudyResult:
-    """Run (or resume) a study; returns its directory and trial rows. Raises StudyError on bad input."""
+    """Run (or resume) a study; returns its directory and trial rows. Raises StudyError on bad input.
+
+    Every check of the input (the study file, the data paths, the storage, the Ray address and
+    the cluster's resources) runs before the study folder is created, so a study that cannot
+    start leaves nothing behind.
+    """
     t0 = time.time()
-    spec, base, _ = load_study(space, list(overrides))
+    for flag, value, low in (("--num-samples", num_samples, 1), ("--max-concurrent", max_concurrent, 1),
+                             ("--num-cpus", num_cpus, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise StudyError(f"{flag} {value!r}: expected a whole number >= {low}")
+    if not (isinstance(connect_timeout, (int, float)) and math.isfinite(connect_timeout) and connect_timeout > 0):
+        raise StudyError(f"--connect-timeout {connect_timeout!r}: expected a number of seconds > 0")
+    overrides = list(overrides) + (["data.skip_corrupt=true"] if skip_corrupt else [])
+    spec, base, _ = load_study(space, overrides)
     if smoke_run:
         spec = smoke(spec, base)
     if num_samples is not None:
         spec.search.num_samples = num_samples
     if max_concurrent is not None:
         spec.resources.max_concurrent = max_concurrent
-    spec = StudySpec.model_validate(spec.model_dump())  # re-check after the command-line changes
+    try:
+        spec = StudySpec.model_validate(spec.model_dump())  # re-check after the command-line changes
+    except ValidationError as e:
+        from .schema import _format_error
 
-    fs, root, root_uri = resolve_storage(storage)
+        raise StudyError(_format_error(e, f"{space} (with the command-line options)")) from None
+    workdir = os.getcwd()  # relative paths in the configs are relative to it, in every trial
+    missing = check_paths(spec, base, space, workdir)
+    if missing:
+        more = f" (and {len(missing) - 1} more: {', '.join(m.split(' = ')[0] for m in missing[1:])})" if len(missing) > 1 else ""
+        if not address:
+            raise StudyError(f"{space}: {missing[0]}{more}")
+        # a cluster's nodes may hold data this machine does not
+        print(f"study.run: warning: {missing[0]}{more} on this machine; the cluster's nodes need it",
+              file=sys.stderr, flush=True)
+    _check_address(address, connect_timeout)  # before anything slow: a dead address fails in seconds
+
+    try:
+        fs, root, root_uri = resolve_storage(storage)
+    except (ValueError, OSError) as e:  # pyarrow.ArrowInvalid is a ValueError
+        raise StudyError(f"--storage {storage!r}: {' '.join(str(e).split())}; expected a folder or a URI such "
+                         "as s3://bucket/studies") from None
     name = _study_name(spec, name, resume, fs, root)
     study_path = f"{root}/{name}"
     study_uri = f"{root_uri}/{name}"
-    _check_writable(fs, study_path, resume, study_uri)
+    _check_writable(fs, study_path, resume, study_uri, storage)  # probes, and leaves nothing behind
     data_cache = os.path.abspath(os.path.expanduser(data_cache))
-    workdir = os.getcwd()  # relative paths in the configs are relative to it, in every trial
 
     import yaml
 
@@ -232,23 +372,24 @@ def run_study(
     if resume:
         n = store.load()
         print(f"study.run: resuming {study_uri} ({n} trials recorded so far)", flush=True)
-    else:
-        with fs.open_output_stream(f"{study_path}/{STUDY_YAML}") as f:
-            f.write(study_yaml.encode())
-        with fs.open_output_stream(f"{study_path}/{META_JSON}") as f:
-            f.write(json.dumps(meta, indent=1).encode())
 
     planned = spec.planned_trials()
     epochs = _epochs_max(spec, base)
-    _prepare_base_data(spec, base, data_cache, quiet)
+    try:
+        _prepare_base_data(spec, base, data_cache, quiet)
+    except OSError as e:
+        raise StudyError(f"--data-cache {data_cache!r}: cannot write the synthetic data set there "
+                         f"({' '.join(str(e).split())}); expected a writable folder") from None
 
-    started_here = _init_ray(address, num_cpus, dashboard, verbose)
+    started_here = _init_ray(address, num_cpus, dashboard, verbose, connect_timeout)
     import ray
     from ray import tune
 
     from .space import build_scheduler, build_searcher, param_space
     from .trial import run_trial
 
+    created_top: Optional[str] = None  # the highest folder this call made for the study (once every check passed)
+    fitting = False
     try:
         res = ray.cluster_resources()
         r = spec.resources
@@ -266,6 +407,13 @@ def run_study(
                 f"{r.cpus_per_worker}{' + 1 for the Tune trial' if spec.use_train_backend() else ''}) but Ray has "
                 f"{res.get('CPU', 0):g}; expected fewer cpus_per_worker / num_workers, or --num-cpus"
             )
+        if not resume:  # every check passed: now the study folder
+            created_top = _first_missing(fs, study_path)
+            fs.create_dir(study_path, recursive=True)
+            with fs.open_output_stream(f"{study_path}/{STUDY_YAML}") as f:
+                f.write(study_yaml.encode())
+            with fs.open_output_stream(f"{study_path}/{META_JSON}") as f:
+                f.write(json.dumps(meta, indent=1).encode())
         concurrent = r.max_concurrent
         if concurrent is None and not address:  # a local Ray (started here or by the caller)
             concurrent = max(1, _cores() // per_trial_cpus)
@@ -275,7 +423,8 @@ def run_study(
             resources = {"cpu": r.cpus_per_worker, "gpu": 1 if use_gpu else 0}
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, spec_json=spec.model_dump_json(), base=base, data_cache=data_cache,
-                                 train_storage=f"{study_uri}/_train", use_gpu=use_gpu, workdir=workdir),
+                                 train_storage=f"{study_uri}/_train", use_gpu=use_gpu, workdir=workdir,
+                                 study_uri=study_uri),
             resources,
         )
         print(
@@ -319,9 +468,14 @@ def run_study(
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 ),
             )
+        fitting = True
         grid = tuner.fit()
         _merge_from_grid(store, grid)
         store.flush()
+    except BaseException:
+        if created_top and not fitting:  # a failed start: take back the folders this call made
+            _remove_if_ours(fs, created_top)
+        raise
     finally:
         if started_here:
             ray.shutdown()
@@ -431,16 +585,62 @@ def _study_name(spec: StudySpec, name: Optional[str], resume: bool, fs, root: st
     return mine[-1]
 
 
-def _check_writable(fs, study_path: str, resume: bool, study_uri: str) -> None:
+def _first_missing(fs, path: str) -> Optional[str]:
+    """The highest folder on the way to ``path`` that does not exist yet (what a recursive
+    create_dir makes), or None when ``path`` exists."""
     import pyarrow.fs as pafs
 
-    info = fs.get_file_info(study_path)
+    top = None
+    cur = path.rstrip("/")
+    while cur and fs.get_file_info(cur).type == pafs.FileType.NotFound:
+        top = cur
+        parent = cur.rsplit("/", 1)[0]
+        if parent == cur:
+            break
+        cur = parent
+    return top
+
+
+def _remove_if_ours(fs, top: str) -> None:
+    """Delete ``top`` (a folder this run created) when it holds nothing but this module's files."""
+    import pyarrow.fs as pafs
+
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(top, recursive=True, allow_not_found=True))
+        if all(i.type == pafs.FileType.Directory or i.base_name in _OUR_FILES for i in infos):
+            fs.delete_dir(top)
+    except OSError:
+        pass  # best effort: the error being reported matters more
+
+
+def _os_reason(e: OSError) -> str:
+    """The reason of an OSError in a few words (pyarrow's "... Detail: [errno 20] Not a directory")."""
+    text = " ".join(str(e.strerror or e).split())
+    if "Detail: " in text:
+        text = text.rsplit("Detail: ", 1)[1]
+    if text.lower().startswith("[errno"):
+        text = text.split("]", 1)[-1].strip()
+    return text
+
+
+def _check_writable(fs, study_path: str, resume: bool, study_uri: str, storage: str = "") -> None:
+    """Fail (StudyError, naming the path) unless the study folder can be written; leaves nothing
+    behind (the probe's folders are removed again, the study folder is made once Ray is up)."""
+    import pyarrow.fs as pafs
+
+    try:
+        info = fs.get_file_info(study_path)
+    except OSError as e:
+        raise StudyError(f"--storage {storage or study_uri.rsplit('/', 1)[0]}: cannot read {study_uri} ({_os_reason(e)}); "
+                         "expected a readable, writable folder or URI") from None
     if resume:
         if info.type != pafs.FileType.Directory or fs.get_file_info(f"{study_path}/{STUDY_YAML}").type != pafs.FileType.File:
             raise StudyError(f"--resume: {study_uri} is not a study folder (no {STUDY_YAML}); expected the --storage and --name of an earlier run")
-        return
-    if info.type != pafs.FileType.NotFound:
+        top = None
+    elif info.type != pafs.FileType.NotFound:
         raise StudyError(f"{study_uri} already exists; expected a new --name, or --resume to continue that study")
+    else:
+        top = _first_missing(fs, study_path)
     probe = f"{study_path}/.write-test"
     try:
         fs.create_dir(study_path, recursive=True)
@@ -448,7 +648,11 @@ def _check_writable(fs, study_path: str, resume: bool, study_uri: str) -> None:
             f.write(b"ok")
         fs.delete_file(probe)
     except OSError as e:
-        raise StudyError(f"storage {study_uri} cannot be written ({e}); expected a writable folder or URI for --storage") from None
+        raise StudyError(f"--storage {storage or study_uri.rsplit('/', 1)[0]}: cannot write the study folder {study_uri} "
+                         f"({_os_reason(e)}); expected a writable folder or URI") from None
+    finally:
+        if top:
+            _remove_if_ours(fs, top)
 
 
 def _prepare_base_data(spec: StudySpec, base: dict, data_cache: str, quiet: bool) -> None:
@@ -491,6 +695,9 @@ examples:
 
 --set key=value: a study key (search.num_samples=4, resources.num_workers=2, seeds=[0,1,2])
 or a training key (optim.lr=0.01, train.epochs=5), which is then fixed for every trial.
+Bad input (the study file, a --set value, a missing data path, an unwritable --storage, an
+--address that does not answer within --connect-timeout) is one error line naming the file,
+key, value or path, exit status 2, before Ray starts and before the study folder is made.
 Values are YAML. Results: <storage>/<name>/trials.parquet (one row per trial) and
 history.parquet (one row per trial per epoch), plus study.yaml and provenance.json.
 """
@@ -516,16 +723,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the study --name (default: the newest <space name>-*) in --storage")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
-                   help="Ray cluster to use ('auto' or host:port; default: RAY_ADDRESS, else a local Ray)")
+                   help="Ray cluster to use ('auto', host:port or ray://host:port; default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="S",
+                   help=f"give up on an --address that does not answer after S seconds, with one error line "
+                        f"(default: {CONNECT_TIMEOUT_S:g})")
     p.add_argument("--num-cpus", type=int, default=None,
                    help="logical CPUs of a local Ray (default: max(8, 4 x cores), room for trial, Train controller and workers)")
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: cores / CPUs per trial locally)")
     p.add_argument("--data-cache", default="data", help="where synthetic data sets are generated (default: data/)")
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="every trial skips images that cannot be decoded, counting them (sets data.skip_corrupt=true); "
+                        "without it a corrupt image fails the trial with an error naming the file")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (local Ray; off by default)")
     p.add_argument("--report-every", type=float, default=60.0, metavar="S", help="seconds between progress tables")
     p.add_argument("--quiet", action="store_true", help="no progress tables or trial lines")
     p.add_argument("--verbose", action="store_true", help="show the trials' own output and Ray's logs")
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors (bad input is otherwise one line, exit status 2)")
     return p
 
 
@@ -538,11 +751,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             max_concurrent=args.max_concurrent, dashboard=args.dashboard, data_cache=args.data_cache,
             report_every=args.report_every, quiet=args.quiet, verbose=args.verbose,
             command=["python", "-m", "study.run", *(argv if argv is not None else sys.argv[1:])],
+            skip_corrupt=args.skip_corrupt, connect_timeout=args.connect_timeout,
         )
     except (StudyError, ConfigError, FileNotFoundError) as e:
         if args.debug:
             raise
-        print(f"study.run: error: {e}", file=sys.stderr)
+        print(f"study.run: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("study.run: interrupted; continue with --resume --name <the study's name>", file=sys.stderr)
@@ -555,4 +769,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if _abandoned_init:  # a ray.init thread is still waiting on the cluster: do not wait for it at exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

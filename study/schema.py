@@ -12,6 +12,7 @@ the value and what was expected; nothing in the file is evaluated (``yaml.safe_l
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 from pathlib import Path
@@ -20,10 +21,11 @@ from typing import Any, Literal, Optional, Sequence, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from splicemix.config import ConfigError, TrainConfig, apply_overrides, load_config, read_yaml
-from splicemix.config import _clean_loc, _clean_msg, _fmt_value  # the training config's error wording
+from splicemix.config import ConfigError, TrainConfig, apply_overrides, data_path_problems, did_you_mean, load_config, read_yaml
+from splicemix.config import _clean_loc, _clean_msg, _fmt_value, dump_yaml, safe_yaml  # the training config's error wording
 
-__all__ = ["StudyError", "Param", "SearchSection", "Resources", "StudySpec", "load_study", "smoke", "PARAM_KINDS"]
+__all__ = ["StudyError", "Param", "SearchSection", "Resources", "StudySpec", "load_study", "smoke", "PARAM_KINDS",
+           "check_paths"]
 
 PARAM_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 
@@ -159,9 +161,22 @@ class StudySpec(_Section):
     @model_validator(mode="after")
     def _cross(self) -> "StudySpec":
         if not self.space:
-            raise ValueError(
-                "space is empty; expected at least one searched key, e.g. space: {mix.mixed_ratio: {grid: [0.25, 0.5]}}"
-            )
+            # legitimate only as "the fixed configuration once per seed", with the seeds given
+            if "seeds" not in self.model_fields_set:
+                raise ValueError(
+                    "space is empty and no seeds are given, so there is nothing to search; expected at least one "
+                    "searched key, e.g. space: {mix.mixed_ratio: {grid: [0.25, 0.5]}}, or seeds: [0, 1, 2] to run "
+                    "the fixed configuration once per seed"
+                )
+            if self.search.algorithm != "grid":
+                if "algorithm" in self.search.model_fields_set:
+                    raise ValueError(
+                        f"space is empty: search.algorithm {self.search.algorithm!r} has nothing to search; expected "
+                        "algorithm 'grid' (the fixed configuration once per seed) or a searched key"
+                    )
+                self.search.algorithm = "grid"
+            if self.search.scheduler == "asha" and "scheduler" not in self.search.model_fields_set:
+                self.search.scheduler = "fifo"  # runs of one configuration: nothing to stop early
         for key in self.space:
             if key == "train.seed":
                 raise ValueError("space.train.seed: give seeds with the top-level 'seeds: [0, 1, ...]' list instead")
@@ -215,7 +230,9 @@ def _format_error(err: ValidationError, source: str) -> str:
             model = _model_at(e["loc"])
             allowed = list(getattr(model, "model_fields", {}))
             head = f"{source}: unknown key '{key}' (value {_fmt_value(e['input'])})"
-            grouped.setdefault(head, []).append("expected one of: " + ", ".join(allowed) if allowed else "not allowed here")
+            hint = did_you_mean(key, allowed).removeprefix("; ")
+            grouped.setdefault(head, []).append(
+                (hint + " " if hint else "") + ("expected one of: " + ", ".join(allowed) if allowed else "not allowed here"))
             continue
         if e["type"] == "missing":
             head = f"{source}: {key} is missing"
@@ -245,7 +262,7 @@ def _model_at(loc: Sequence[Any]) -> Any:
 
 def _nest(flat: dict[str, Any]) -> list[str]:
     """Dotted keys -> ``key=value`` override strings (values dumped as YAML flow)."""
-    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}" for k, v in flat.items()]
+    return [f"{k}={dump_yaml(v, flow=True).strip().removesuffix('...').strip()}" for k, v in flat.items()]
 
 
 def base_config_dict(spec: StudySpec, source: Path | None) -> dict:
@@ -280,28 +297,96 @@ def materialize(base: dict, fixed: dict[str, Any], params: dict[str, Any], seed:
     return TrainConfig.model_validate(raw)
 
 
-def _check_trials(spec: StudySpec, base: dict, source: str) -> None:
-    """Validate the fixed keys and every enumerable value (and range ends) against TrainConfig."""
-    probes: list[tuple[str, Any]] = []
+_MAX_COMBOS = 256  # up to this many probe combinations are checked exhaustively (else one key at a time)
+
+
+def _probes(spec: StudySpec) -> dict[str, list[Any]]:
+    """Every enumerable value of each searched key (both ends of a range)."""
+    out: dict[str, list[Any]] = {}
     for key, p in spec.space.items():
-        if p.values is not None:
-            probes += [(key, v) for v in p.values]
-        else:
-            lo, hi = getattr(p, p.kind)
-            probes += [(key, lo), (key, hi)]
+        out[key] = list(p.values) if p.values is not None else list(getattr(p, p.kind))
+    return out
+
+
+def _combos(spec: StudySpec) -> list[dict[str, Any]]:
+    """The searched-value combinations to validate: all of them when there are at most
+    _MAX_COMBOS, else each value with the other keys at their first value."""
+    probes = _probes(spec)
+    if not probes:
+        return [{}]
+    if math.prod(len(v) for v in probes.values()) <= _MAX_COMBOS:
+        return [dict(zip(probes, combo)) for combo in itertools.product(*probes.values())]
+    first = {k: v[0] for k, v in probes.items()}
+    return [{**first, key: v} for key, vals in probes.items() for v in vals]
+
+
+def _train_error_text(e: Exception) -> str:
+    return _format_train_error(e) if isinstance(e, ValidationError) else str(e).replace("<study>: ", "")
+
+
+def _check_trials(spec: StudySpec, base: dict, source: str) -> None:
+    """Validate the fixed keys and every searched value (both ends of a range), in every
+    combination (up to _MAX_COMBOS), against TrainConfig; the error names the culprit key."""
     try:
         materialize(base, spec.fixed, {}, spec.seeds[0])
     except ConfigError as e:
         raise StudyError(f"{source}: fixed: {e}".replace("<study>: ", "").replace("<study> (from --set ", "(")) from None
     except ValidationError as e:
         raise StudyError(f"{source}: fixed: " + _format_train_error(e)) from None
-    first = {k: p.smallest() for k, p in spec.space.items()}
-    for key, value in probes:
+    alone: dict[tuple[str, str], Optional[str]] = {}  # (key, value) -> error of that value on its own
+
+    def error_alone(key: str, value: Any) -> Optional[str]:
+        label = (key, json.dumps(value, sort_keys=True, default=str))
+        if label not in alone:
+            try:
+                materialize(base, spec.fixed, {key: value}, spec.seeds[0])
+                alone[label] = None
+            except (ConfigError, ValidationError) as e:
+                alone[label] = _train_error_text(e)
+        return alone[label]
+
+    for key, values in _probes(spec).items():  # a bad value on its own: blame its key
+        for value in values:
+            text = error_alone(key, value)
+            if text is not None and (len(spec.space) == 1 or _fails_everywhere(spec, base, key, value)):
+                raise StudyError(f"{source}: space.{key} value {_fmt_value(value)} gives an invalid training config: {text}")
+    for params in _combos(spec):  # values that are fine alone but not together (a grid vs a searched batch size)
         try:
-            materialize(base, spec.fixed, {**first, key: value}, spec.seeds[0])
+            materialize(base, spec.fixed, params, spec.seeds[0])
         except (ConfigError, ValidationError) as e:
-            text = _format_train_error(e) if isinstance(e, ValidationError) else str(e)
-            raise StudyError(f"{source}: space.{key} value {_fmt_value(value)} gives an invalid training config: {text}") from None
+            text = _train_error_text(e)
+            shown = ", ".join(f"space.{k} = {_fmt_value(v)}" for k, v in params.items())
+            raise StudyError(f"{source}: the searched values {shown} together give an invalid training config: {text}") from None
+
+
+def _fails_everywhere(spec: StudySpec, base: dict, key: str, value: Any) -> bool:
+    """Whether ``key: value`` is invalid with the other searched keys at every one of their
+    probe values (so it is this value's fault, not a combination's)."""
+    others = {k: v for k, v in _probes(spec).items() if k != key}
+    if math.prod(len(v) for v in others.values()) > _MAX_COMBOS:
+        others = {k: v[:1] for k, v in others.items()}
+    for combo in itertools.product(*others.values()):
+        try:
+            materialize(base, spec.fixed, {**dict(zip(others, combo)), key: value}, spec.seeds[0])
+            return False
+        except (ConfigError, ValidationError):
+            continue
+    return True
+
+
+def check_paths(spec: StudySpec, base: dict, source: str, base_dir: Optional[str] = None) -> list[str]:
+    """The data / weights paths of the study's trials (``fixed`` and every searched value)
+    that are missing or unreadable on this machine: ``"key = 'path' problem; expected ..."``."""
+    found: list[str] = []
+    for params in _combos(spec):
+        try:
+            cfg = materialize(base, spec.fixed, params, spec.seeds[0])
+        except (ConfigError, ValidationError):
+            continue  # reported by _check_trials
+        for problem in data_path_problems(cfg, base_dir):
+            if problem not in found:
+                found.append(problem)
+    return found
 
 
 def _format_train_error(e: ValidationError) -> str:
@@ -356,8 +441,8 @@ def _apply_study_overrides(raw: dict, overrides: list[str], source: str) -> dict
         key = key.strip()
         head = key.split(".", 1)[0]
         try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
+            parsed = safe_yaml(value)
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError):
             parsed = value
         if head in ("fixed", "space") and "." in key:
             raw.setdefault(head, {})
@@ -417,7 +502,7 @@ def smoke(spec: StudySpec, base: dict) -> StudySpec:
     for key, p in s.space.items():
         if key not in SMOKE_FIXED:  # a searched smoke setting (data-set size, epochs, ...) is fixed
             space[key] = p
-    if not space:  # every searched key was a smoke setting: keep the first so the searcher has work
+    if not space and spec.space:  # every searched key was a smoke setting: keep the first so the searcher has work
         key, p = next(iter(spec.space.items()))
         space[key] = p
         s.fixed.pop(key, None)
