@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[study,test]'
+	$(PY) -m pip install --quiet -e '.[study,test,analysis]'
 	touch $@
 
 # the main job: a hyperparameter study (Ray Tune + Optuna) on the embedded synthetic data

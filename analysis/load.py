@@ -1,0 +1,260 @@
+"""Read study directories written by ``python -m study.run`` into tidy pandas frames.
+
+A study directory holds ``trials.parquet`` (one row per trial), ``history.parquet`` (one row per
+trial per epoch), ``provenance.json`` and ``study.yaml``. Only Parquet and JSON are read here:
+nothing from ``study/`` or Ray is imported.
+
+:func:`load_studies` returns one row per trial with the short aliases the analyses use:
+
+=============  ==================================================================================
+``study``      the directory's name
+``method``     ``cfg.mix.method`` (baseline | splicemix | splicemix_cl)
+``arm``        ``"baseline"`` when no image is mixed (method baseline or ratio 0), else ``method``
+``model``      ``cfg.model.name``
+``ratio``      ``cfg.mix.mixed_ratio`` (a baseline trial counts as 0; null is the preset's 0.25)
+``grid``       ``cfg.mix.grids`` as text (``"2x2"``, ``"default"``, ``"1x2+2x2"`` for a list)
+``n_train``    ``cfg.data.synthetic.n_train`` (synthetic data; else ``cfg.data.train_limit``)
+``imbalance``  ``cfg.data.synthetic.imbalance`` (synthetic data; else NaN)
+``seed``       the trial's seed
+``cl_weight``  ``cfg.mix.cl_weight``
+``mAP``        ``final_mAP`` (%, last epoch)
+``mAP_low``    ``final_mAP@S`` for the smallest evaluated size S (``low_size``)
+``mAP_rare``   ``final_mAP_rare_pairs``;  ``mAP_common``: ``final_mAP_common_pairs``
+``status``     completed | stopped | diverged | error | running
+=============  ==================================================================================
+
+Every original column is kept. Metrics are in percent, as the trainer reports them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+__all__ = [
+    "StudyLoadError", "TRIALS_FILE", "HISTORY_FILE", "ALIASES", "METRICS", "check_study_dir",
+    "load_studies", "load_history", "study_names", "low_res_column", "load_provenance", "tidy_trials", "completed", "status_counts",
+]
+
+TRIALS_FILE = "trials.parquet"
+HISTORY_FILE = "history.parquet"
+PROVENANCE_FILE = "provenance.json"
+META_KEY = b"splicemix"
+#: ``mix.mixed_ratio: null`` means the preset's ratio (configs/default.yaml)
+DEFAULT_RATIO = 0.25
+
+#: the alias columns :func:`tidy_trials` adds
+ALIASES = ["study", "trial_id", "status", "method", "arm", "model", "ratio", "grid", "n_train", "imbalance", "seed",
+           "cl_weight", "epochs", "image_size", "dataset", "mAP", "mAP_low", "low_size", "mAP_rare", "mAP_common"]
+#: metric aliases, in percent
+METRICS = ["mAP", "mAP_low", "mAP_rare", "mAP_common"]
+
+
+class StudyLoadError(ValueError):
+    """A study directory that cannot be read: the message names the path and what was expected."""
+
+
+def check_study_dir(path: str | Path) -> Path:
+    """The directory as a :class:`Path` when it holds a readable ``trials.parquet``; else :class:`StudyLoadError`."""
+    p = Path(path)
+    expected = f"a study directory written by `python -m study.run` holding {TRIALS_FILE}"
+    if not p.exists():
+        raise StudyLoadError(f"{p}: no such directory (expected {expected})")
+    if not p.is_dir():
+        raise StudyLoadError(f"{p}: not a directory (expected {expected})")
+    f = p / TRIALS_FILE
+    if not f.is_file():
+        raise StudyLoadError(f"{p}: no {TRIALS_FILE} in it (expected {expected})")
+    try:
+        pq.read_schema(f)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        raise StudyLoadError(f"{f}: not a readable Parquet file ({type(e).__name__}: {_first_line(e)})") from None
+    return p
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return s[0] if s else ""
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pq.read_table(path).to_pandas()
+    except Exception as e:  # noqa: BLE001
+        raise StudyLoadError(f"{path}: not a readable Parquet file ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _col(raw: pd.DataFrame, name: str, default: Any = np.nan) -> pd.Series:
+    if name in raw.columns:
+        return raw[name]
+    return pd.Series([default] * len(raw), index=raw.index, dtype="object" if isinstance(default, str) else None)
+
+
+def _grid_text(v: Any) -> Any:
+    """``cfg.mix.grids`` (a name, a JSON list or mapping) as short text."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return np.nan
+    s = str(v).strip()
+    if s[:1] in "[{":
+        try:
+            obj = json.loads(s)
+        except ValueError:
+            return s
+        if isinstance(obj, list):
+            return "+".join(str(x) for x in obj)
+        if isinstance(obj, dict):
+            return "+".join(f"{k}:{w:g}" if isinstance(w, (int, float)) else f"{k}:{w}" for k, w in obj.items())
+    return s
+
+
+def _num(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce").astype(float)
+
+
+def low_res_column(columns: Iterable[str], prefix: str = "final_") -> tuple[str | None, int | None]:
+    """The ``<prefix>mAP@S`` column with the smallest S among ``columns`` (and S), or (None, None)."""
+    pat = re.compile(rf"^{re.escape(prefix)}mAP@(\d+)$")
+    found = sorted((int(m.group(1)), c) for c in columns if (m := pat.match(c)))
+    return (found[0][1], found[0][0]) if found else (None, None)
+
+
+def tidy_trials(raw: pd.DataFrame, study: str) -> pd.DataFrame:
+    """Add the alias columns of :data:`ALIASES` to a raw ``trials.parquet`` frame of one study."""
+    df = raw.copy()
+    df["study"] = study
+    if "trial_id" not in df.columns:
+        df["trial_id"] = [f"{study}-{i}" for i in range(len(df))]
+    df["status"] = _col(raw, "status", "completed").fillna("completed").astype(str)
+    df["method"] = _col(raw, "cfg.mix.method", "splicemix").fillna("splicemix").astype(str)
+    df["model"] = _col(raw, "cfg.model.name", "unknown").fillna("unknown").astype(str)
+    raw_ratio = _col(raw, "cfg.mix.mixed_ratio")
+    ratio = _num(raw_ratio)
+    # null means the preset's 0.25 (configs/default.yaml) unless exact counts are given; "paper" stays NaN
+    counts = _col(raw, "cfg.mix.counts")
+    ratio = ratio.where(~(raw_ratio.isna() & counts.isna()), DEFAULT_RATIO)
+    df["ratio"] = ratio.where(df["method"] != "baseline", 0.0)
+    df["arm"] = np.where((df["method"] == "baseline") | (df["ratio"] == 0), "baseline", df["method"])
+    df["grid"] = _col(raw, "cfg.mix.grids").map(_grid_text).astype(object)
+    dataset = _col(raw, "cfg.data.dataset", "synthetic").fillna("synthetic").astype(str)
+    df["dataset"] = dataset
+    synth = dataset == "synthetic"
+    n_train = _num(_col(raw, "cfg.data.synthetic.n_train"))
+    limit = _num(_col(raw, "cfg.data.train_limit"))
+    df["n_train"] = n_train.where(synth, limit)
+    df["imbalance"] = _num(_col(raw, "cfg.data.synthetic.imbalance")).where(synth, np.nan)
+    seed = _col(raw, "seed")
+    if seed.isna().all():
+        seed = _col(raw, "cfg.train.seed")
+    df["seed"] = _num(seed).astype("Int64")
+    df["cl_weight"] = _num(_col(raw, "cfg.mix.cl_weight"))
+    epochs = _num(_col(raw, "cfg.train.epochs"))
+    df["epochs"] = epochs.fillna(_num(_col(raw, "epochs_planned")))
+    df["image_size"] = _num(_col(raw, "cfg.data.image_size"))
+    df["mAP"] = _num(_col(raw, "final_mAP"))
+    low_col, low_size = low_res_column(raw.columns)
+    df["mAP_low"] = _num(raw[low_col]) if low_col else np.nan
+    df["low_size"] = float(low_size) if low_size else np.nan
+    df["mAP_rare"] = _num(_col(raw, "final_mAP_rare_pairs"))
+    df["mAP_common"] = _num(_col(raw, "final_mAP_common_pairs"))
+    return df
+
+
+def load_studies(*dirs: str | Path) -> pd.DataFrame:
+    """One row per trial of every study in ``dirs`` (all statuses; see :func:`completed`).
+
+    Raises :class:`StudyLoadError` (a ``ValueError``) naming the path for a missing directory,
+    one without ``trials.parquet`` or an unreadable file.
+    """
+    if not dirs:
+        raise StudyLoadError("no study directory given (expected at least one directory holding trials.parquet)")
+    paths = [check_study_dir(d) for d in dirs]
+    frames = [tidy_trials(_read_parquet(p / TRIALS_FILE), name) for p, name in zip(paths, study_names(paths))]
+    out = pd.concat(frames, ignore_index=True, sort=False)
+    lead = [c for c in ALIASES if c in out.columns]
+    return out[lead + [c for c in out.columns if c not in lead]]
+
+
+def study_names(dirs: Iterable[str | Path]) -> list[str]:
+    """The ``study`` label of each directory: its name, qualified by its parent when two names clash."""
+    paths = [Path(d).resolve() for d in dirs]
+    names = [p.name for p in paths]
+    if len(set(names)) != len(names):
+        names = [f"{p.parent.name}/{p.name}" for p in paths]
+    return names
+
+
+def load_history(*dirs: str | Path) -> pd.DataFrame:
+    """One row per trial per epoch, with the trial aliases of :func:`load_studies` joined on.
+
+    ``mAP_low`` is ``mAP@S`` for the smallest evaluated size. A study without ``history.parquet``
+    contributes no rows.
+    """
+    trials = load_studies(*dirs)
+    frames = []
+    paths = [check_study_dir(d) for d in dirs]
+    for p, name in zip(paths, study_names(paths)):
+        f = p / HISTORY_FILE
+        if not f.is_file():
+            continue
+        h = _read_parquet(f)
+        h["study"] = name
+        low_col, _ = low_res_column(h.columns, prefix="")
+        h["mAP_low"] = _num(h[low_col]) if low_col else np.nan
+        keep = ["study", "trial_id", "status", "method", "arm", "model", "ratio", "grid", "n_train", "imbalance",
+                "cl_weight", "epochs"]
+        h = h.drop(columns=[c for c in keep if c in h.columns and c not in ("study", "trial_id")])
+        h = h.merge(trials[keep], on=["study", "trial_id"], how="left")
+        frames.append(h)
+    if not frames:
+        return pd.DataFrame(columns=["study", "trial_id", "epoch", "mAP"])
+    return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def load_provenance(path: str | Path) -> dict[str, Any]:
+    """What produced a study: ``provenance.json`` or, failing that, the Parquet schema metadata.
+
+    Returns the stored dict plus ``study`` (the directory name) and ``source`` (the file read);
+    an empty provenance has only those two keys.
+    """
+    p = check_study_dir(path)
+    out: dict[str, Any] = {}
+    src = None
+    j = p / PROVENANCE_FILE
+    if j.is_file():
+        try:
+            out = json.loads(j.read_text())
+            src = str(j)
+        except (OSError, ValueError):
+            out = {}
+    if not out:
+        md = pq.read_schema(p / TRIALS_FILE).metadata or {}
+        try:
+            out = json.loads(md.get(META_KEY, b"{}"))
+            src = str(p / TRIALS_FILE) if out else None
+        except ValueError:
+            out = {}
+    y = p / "study.yaml"
+    if "study_yaml" not in out and y.is_file():
+        out["study_yaml"] = y.read_text()
+    out["study"] = p.resolve().name
+    out["source"] = src
+    return out
+
+
+def completed(df: pd.DataFrame) -> pd.DataFrame:
+    """The trials with status ``completed`` and a finite ``mAP`` (the ones every answer uses)."""
+    return df[(df["status"] == "completed") & df["mAP"].notna()]
+
+
+def status_counts(df: pd.DataFrame) -> dict[str, int]:
+    """``{status: number of trials}`` (``completed`` first)."""
+    vc = df["status"].value_counts()
+    order = ["completed"] + sorted(s for s in vc.index if s != "completed")
+    return {s: int(vc.get(s, 0)) for s in order if s in vc.index or s == "completed"}

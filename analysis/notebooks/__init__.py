@@ -1,0 +1,1 @@
+"""The question notebooks (``*.ipynb``), their builder (:mod:`.build`) and runner (:mod:`.execute`)."""

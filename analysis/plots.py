@@ -1,0 +1,281 @@
+"""Paper figures (seaborn >= 0.13): every trial as a point (one per seed), the mean with its
+interval (the same t interval as the tables), labelled axes with units, titles and legends.
+
+Each ``fig_*`` takes the tidy trial frame of :func:`analysis.load.load_studies` (or, where
+noted, the :class:`analysis.questions.Answer` already computed) and returns a matplotlib
+:class:`~matplotlib.figure.Figure`; it raises :class:`NoData` (a ``ValueError``) when the data
+cannot show what the figure is about. :func:`save` writes PNG (dpi 150) and SVG.
+
+Outside a Jupyter kernel the Agg backend is used (no display needed).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import matplotlib
+import matplotlib.ticker
+
+if "inline" not in os.environ.get("MPLBACKEND", ""):  # keep Jupyter's inline backend in notebooks
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .load import completed  # noqa: E402
+from .questions import Answer, claims, q1_grid_scaling, q2_ratio_by_data, q3_cl_vit  # noqa: E402
+from .stats import mean_ci, paired_values  # noqa: E402
+
+__all__ = ["NoData", "set_style", "fig_grid_scaling", "fig_ratio_by_data", "fig_cl_gain", "fig_claims",
+           "fig_learning_curves", "save", "MAP_LABEL", "GAIN_LABEL"]
+
+MAP_LABEL = "mAP (%)"
+GAIN_LABEL = "difference (mAP points)"
+_METHOD = {"baseline": "baseline", "splicemix": "SpliceMix", "splicemix_cl": "SpliceMix-CL"}
+
+
+class NoData(ValueError):
+    """The loaded results do not hold what a figure shows."""
+
+
+def set_style() -> None:
+    """The one style of every figure: seaborn's paper context on a white grid."""
+    sns.set_theme(context="paper", style="whitegrid")
+
+
+def _ci_fn(level: float) -> Callable[[Any], tuple[float, float]]:
+    """seaborn ``errorbar`` callable: the same t interval as :func:`analysis.stats.mean_ci`."""
+    def f(v: Any) -> tuple[float, float]:
+        ci = mean_ci(v, level)
+        return (ci.lo, ci.hi) if np.isfinite(ci.lo) else (ci.mean, ci.mean)
+    return f
+
+
+def _lv(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def _dots_ci(ax: plt.Axes, data: pd.DataFrame, x: str, y: str, hue: Optional[str] = None,
+             order: Optional[Sequence] = None, hue_order: Optional[Sequence] = None, level: float = 0.95,
+             join: bool = False, palette: Any = None, dodge: Optional[bool] = None) -> None:
+    """Points per seed (strip) and the mean ± interval (point), dodged consistently by ``hue``
+    (``dodge=False`` when ``hue`` only colours the x levels)."""
+    n_h = len(hue_order) if (hue and hue_order is not None) else (data[hue].nunique() if hue else 1)
+    dodge = (bool(hue) and n_h > 1) if dodge is None else (dodge and bool(hue) and n_h > 1)
+    jitter = 0.12 / n_h if dodge else 0.12
+    if hue and palette is None:
+        palette = sns.color_palette("colorblind", n_h)
+    sns.stripplot(data=data, x=x, y=y, hue=hue, order=order, hue_order=hue_order, dodge=dodge, jitter=jitter,
+                  size=3.5, alpha=0.45, palette=palette if hue else None, color=None if hue else "0.4",
+                  legend=False, ax=ax, zorder=1)
+    sns.pointplot(data=data, x=x, y=y, hue=hue, order=order, hue_order=hue_order,
+                  dodge=(0.8 - 0.8 / n_h) if dodge else False, errorbar=_ci_fn(level), capsize=0.12,
+                  markers="D", markersize=5, linestyles="-" if join else "none", linewidth=1.4,
+                  palette=palette if hue else None, color=None if hue else "C0", ax=ax, zorder=3,
+                  legend=bool(hue))
+
+
+def _finish(fig: Figure, title: str, footer: str = "") -> Figure:
+    fig.suptitle(title, fontsize="large")
+    if footer:
+        fig.text(0.5, 0.005, footer, ha="center", va="bottom", fontsize="small", color="0.35")
+    fig.tight_layout(rect=(0, 0.04 if footer else 0, 1, 1))
+    return fig
+
+
+def _ci_note(level: float) -> str:
+    return f"points: one trial (seed) each; diamonds: mean with {level:.0%} t interval over seeds"
+
+
+def _answer(x: pd.DataFrame | Answer, fn: Callable[..., Answer], level: float) -> Answer:
+    a = x if isinstance(x, Answer) else fn(x, level=level, n_boot=200)
+    if not a.answerable or a.data is None:
+        raise NoData(a.verdict)
+    return a
+
+
+def _setting(d: pd.DataFrame) -> str:
+    seeds = d["seed"].nunique()
+    ep = ", ".join(_lv(float(e)) for e in sorted(d["epochs"].dropna().unique()))
+    return f"{', '.join(sorted(d['model'].unique()))}, {ep} epochs, {seeds} seed{'s' if seeds != 1 else ''}"
+
+
+# --------------------------------------------------------------------------------------------
+
+def fig_grid_scaling(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
+    """Q1: mAP per grid (ordered by number of cells) and each grid's seed-paired difference from 2x2."""
+    set_style()
+    a = _answer(data, q1_grid_scaling, level)
+    d = a.data.copy()
+    order = list(a.tables["by_grid"]["grid"])
+    d["cells"] = d["cells"].astype(int).astype(str) + " cells"
+    cell_order = [f"{c} cells" for c in sorted(a.tables["by_grid"]["cells"].unique())]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    _dots_ci(axes[0], d, "grid", "mAP", hue="cells", order=order, hue_order=cell_order, level=level, dodge=False)
+    axes[0].set(xlabel="grid (rows x columns)", ylabel=MAP_LABEL, title="mAP per grid")
+    axes[0].legend(title="cells per mixed image", loc="best", fontsize="small")
+    ref = a.tables["vs_ref"]["control"].iloc[0] if len(a.tables["vs_ref"]) else None
+    if ref is not None:
+        diffs = pd.concat([paired_values(d, None, g, ref, "mAP", factor="grid").assign(grid=g)
+                           for g in order if g != ref], ignore_index=True)
+        _dots_ci(axes[1], diffs, "grid", "diff", order=[g for g in order if g != ref], level=level)
+        axes[1].axhline(0, color="0.2", lw=1, ls="--")
+        axes[1].set(xlabel="grid (rows x columns)", ylabel=f"mAP − mAP({ref}) (points)",
+                    title=f"seed-paired difference from {ref}")
+    else:
+        axes[1].set_axis_off()
+    ratio = ", ".join(_lv(r) for r in sorted(d["ratio"].unique()))
+    return _finish(fig, f"Grid scaling at a constant number of mixed images (ratio {ratio}; {_setting(d)})",
+                   _ci_note(level))
+
+
+def fig_ratio_by_data(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
+    """Q2: mAP vs mixed ratio, one panel per class imbalance, one colour per training-set size."""
+    set_style()
+    a = _answer(data, q2_ratio_by_data, level)
+    d = a.data.copy()
+    d["n_train_lab"] = d["n_train"].map(lambda v: f"{v:g}" if pd.notna(v) else "n/a")
+    hue_order = [f"{v:g}" for v in sorted(d["n_train"].dropna().unique())] or ["n/a"]
+    imbs = sorted(d["imbalance"].dropna().unique()) or [np.nan]
+    order = sorted(d["ratio"].unique())
+    fig, axes = plt.subplots(1, len(imbs), figsize=(4.6 * len(imbs) + 0.6, 4), squeeze=False, sharey=False)
+    best = a.tables["best"]
+    for ax, imb in zip(axes[0], imbs):
+        sub = d[d["imbalance"] == imb] if pd.notna(imb) else d
+        _dots_ci(ax, sub, "ratio", "mAP", hue="n_train_lab", order=order, hue_order=hue_order, level=level,
+                 join=True)
+        ax.set_xticks(range(len(order)), [_lv(r) for r in order])
+        ax.set(xlabel="mixed-to-regular ratio |B'|/|B| (0 = no mixing)", ylabel=MAP_LABEL,
+               title=f"class imbalance {_lv(imb)}" if pd.notna(imb) else "")
+        ax.legend(title="training images", fontsize="small", loc="best")
+        bb = best[best["imbalance"] == imb] if pd.notna(imb) else best
+        txt = "\n".join(f"n={_lv(r['n_train'])}: best {_lv(r['best'])}"
+                        + (f" ({r['freq_best']:.0%})" if np.isfinite(r["freq_best"]) else "") for _, r in bb.iterrows())
+        ax.text(0.02, 0.02, txt, transform=ax.transAxes, fontsize="x-small", va="bottom", color="0.25")
+    return _finish(fig, f"mAP vs mixed ratio by training-set size and imbalance ({_setting(d)})",
+                   _ci_note(level) + "; best ratio: share of seed resamples in which it wins")
+
+
+def fig_cl_gain(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
+    """Q3: mAP per model and method, and the seed-paired gains (CL − SpliceMix, SpliceMix − baseline)."""
+    set_style()
+    a = _answer(data, q3_cl_vit, level)
+    d = a.data.copy()
+    d["method_lab"] = d["arm"].map(lambda m: _METHOD.get(m, m))
+    models = sorted(d["model"].unique())
+    arms = [m for m in ["baseline", "SpliceMix", "SpliceMix-CL"] if m in set(d["method_lab"])]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    _dots_ci(axes[0], d, "model", "mAP", hue="method_lab", order=models, hue_order=arms, level=level)
+    axes[0].set(xlabel="model", ylabel=MAP_LABEL, title="mAP per model and method")
+    axes[0].legend(title="method", fontsize="small")
+    comps = [("splicemix_cl", "splicemix", "SpliceMix-CL − SpliceMix"), ("splicemix", "baseline", "SpliceMix − baseline")]
+    gains = pd.concat([paired_values(d, "model", t, c, "mAP", factor="arm").assign(comparison=lab)
+                       for t, c, lab in comps], ignore_index=True)
+    if len(gains):
+        hue_order = [lab for _, _, lab in comps if lab in set(gains["comparison"])]
+        _dots_ci(axes[1], gains, "model", "diff", hue="comparison", order=models, hue_order=hue_order, level=level,
+                 palette=sns.color_palette("colorblind", 4)[2:2 + len(hue_order)])
+        axes[1].legend(title="seed-paired gain", fontsize="small")
+    axes[1].axhline(0, color="0.2", lw=1, ls="--")
+    axes[1].set(xlabel="model", ylabel=GAIN_LABEL, title="gain per model (same seed)")
+    return _finish(fig, f"SpliceMix-CL on a ViT vs a CNN ({_setting(d)})", _ci_note(level))
+
+
+def fig_claims(data: pd.DataFrame | Sequence[Answer], level: float = 0.95) -> Figure:
+    """The paper's claims: baseline vs SpliceMix vs SpliceMix-CL (headline setting) on mAP, low-resolution
+    mAP and mAP on rare class-pair images, one x position per study / model / data cell."""
+    set_style()
+    ans = list(data) if not isinstance(data, pd.DataFrame) else claims(data, level)
+    a = next((x for x in ans if x.key == "claims_map"), None)
+    if a is None or not a.answerable or a.data is None:
+        raise NoData(ans[0].verdict if ans else "no claims data")
+    d = a.data[a.data["headline"]].copy()
+    d["method_lab"] = d["arm"].map(lambda m: _METHOD.get(m, m))
+    multi = d.groupby("study")[["n_train", "imbalance"]].apply(lambda g: len(g.drop_duplicates())) > 1
+
+    def lab(r: pd.Series) -> str:
+        s = f"{r['study']}\n{r['model']}"
+        if multi.get(r["study"], False):
+            s += f"\nn={_lv(r['n_train'])}, imb={_lv(r['imbalance'])}"
+        return s
+
+    d["condition"] = d.apply(lab, axis=1)
+    order = list(d.sort_values(["study", "model", "n_train", "imbalance"])["condition"].drop_duplicates())
+    arms = [m for m in ["baseline", "SpliceMix", "SpliceMix-CL"] if m in set(d["method_lab"])]
+    size = d["low_size"].dropna()
+    panels = [("mAP", f"{MAP_LABEL}, {_lv(float(d['image_size'].dropna().iloc[0])) if d['image_size'].notna().any() else ''} px"
+               , "mAP (training resolution)"),
+              ("mAP_low", f"{MAP_LABEL} at {_lv(float(size.iloc[0])) if len(size) else '?'} px",
+               "low-resolution evaluation"),
+              ("mAP_rare", f"{MAP_LABEL}, rare-pair images", "images whose class pairs were rare in training")]
+    panels = [p for p in panels if d[p[0]].notna().any()]
+    w = max(6.0, 1.1 * len(order) + 2.0)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(w, 2.9 * len(panels) + 0.8), squeeze=False, sharex=True)
+    for i, (ax, (col, ylab, title)) in enumerate(zip(axes[:, 0], panels)):
+        _dots_ci(ax, d, "condition", col, hue="method_lab", order=order, hue_order=arms, level=level)
+        ax.set(xlabel="", ylabel=ylab, title=title)
+        ax.tick_params(axis="x", labelsize="small")
+        if i == 0:
+            ax.legend(title="method", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        else:
+            ax.get_legend().remove()
+    return _finish(fig, "The paper's claims: SpliceMix vs the baseline (headline setting per study)",
+                   _ci_note(level) + "; headline: ratio 0.25 with default grids, or the closest tested ratio")
+
+
+def _primary(t: pd.DataFrame) -> tuple[str, Optional[str]]:
+    """(hue, style) for a study's learning curves: the factors it varies."""
+    from .questions import varying
+    v = varying(t)
+    for f in ("grid", "ratio", "arm", "model", "n_train", "imbalance", "cl_weight"):
+        if f in v or (f == "arm" and t["arm"].nunique() > 1):
+            style = "model" if f == "arm" and "model" in v else ("n_train" if f == "ratio" and "n_train" in v
+                                                                 else None)
+            return f, style
+    return "study", None
+
+
+def fig_learning_curves(history: pd.DataFrame, level: float = 0.95, metric: str = "mAP") -> Figure:
+    """mAP (or ``metric``) per epoch, one panel per study: the mean over seeds (and over the study's
+    other conditions) with its interval as a band, coloured by the factor the study varies."""
+    set_style()
+    if history is None or not len(history) or metric not in history.columns:
+        raise NoData(f"no per-epoch {metric} in the loaded history")
+    h = history[history["status"] == "completed"] if "status" in history.columns else history
+    studies = sorted(h["study"].unique())
+    n = len(studies)
+    ncol = min(n, 3)
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.8 * nrow), squeeze=False)
+    for ax, s in zip(axes.ravel(), studies):
+        sub = h[h["study"] == s].copy()
+        hue, style = _primary(sub.drop_duplicates("trial_id"))
+        if hue == "arm":
+            sub["arm"] = sub["arm"].map(lambda m: _METHOD.get(m, m))
+        sub[hue] = sub[hue].map(_lv)
+        if style:
+            sub[style] = sub[style].map(_lv)
+        sns.lineplot(data=sub, x="epoch", y=metric, hue=hue, style=style, errorbar=_ci_fn(level),
+                     palette="colorblind", ax=ax, marker="o", markersize=3)
+        ax.set(xlabel="epoch", ylabel=MAP_LABEL if metric.startswith("mAP") else metric, title=s)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.legend(fontsize="x-small", title_fontsize="x-small")
+    for ax in axes.ravel()[n:]:
+        ax.set_axis_off()
+    return _finish(fig, f"Learning curves (validation {metric} per epoch)",
+                   f"lines: mean over seeds (and the study's other conditions); bands: {level:.0%} t interval")
+
+
+def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
+    """Write ``out_dir/name.png`` (dpi 150) and ``out_dir/name.svg``; returns the two paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    return paths

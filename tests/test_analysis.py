@@ -1,0 +1,397 @@
+"""Tests of the analysis package (analysis/): statistics with known answers, the question analyses on
+constructed frames, loading, the report CLI on the fixture studies in tests/fixtures/analysis_study/,
+and (slow) the notebooks executed with nbclient."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put the repository root on the path
+    sys.path.insert(0, str(ROOT))
+
+from analysis import (StudyLoadError, argmax_ci, claims, completed, load_history,  # noqa: E402
+                      load_provenance, load_studies,
+                      mean_ci, paired_diff, q1_grid_scaling, q2_ratio_by_data, q3_cl_vit, quad_vertex, status_counts,
+                      summarize, tidy_trials)
+from analysis.report import main as report_main  # noqa: E402
+
+FIX = ROOT / "tests" / "fixtures" / "analysis_study"
+FIX_DIRS = [FIX / "grid_scaling", FIX / "ratio_data", FIX / "cl_vit"]
+
+
+# ------------------------------------------------------------------------------------------------
+# constructed trial frames
+# ------------------------------------------------------------------------------------------------
+
+def _raw(**cfg) -> dict:
+    """One raw trials.parquet row with the default configuration, overridden by ``cfg`` (dotted keys
+    without the ``cfg.`` prefix, or top-level columns such as ``final_mAP`` / ``seed``)."""
+    row = {"trial_id": None, "status": "completed", "seed": 0, "epochs_planned": 12, "epochs_run": 12,
+           "wall_time_s": 10.0, "final_mAP": 40.0, "final_mAP@32": 30.0, "final_mAP_rare_pairs": 35.0,
+           "final_mAP_common_pairs": 42.0, "cfg.data.dataset": "synthetic", "cfg.data.synthetic.n_train": 2000,
+           "cfg.data.synthetic.imbalance": 0.0, "cfg.data.image_size": 64, "cfg.model.name": "smallcnn",
+           "cfg.mix.method": "splicemix", "cfg.mix.grids": "default", "cfg.mix.mixed_ratio": 0.25,
+           "cfg.mix.counts": None, "cfg.mix.cl_weight": 1.0, "cfg.train.epochs": 12}
+    for k, v in cfg.items():
+        key = k if k in row or k.startswith(("final_", "status", "seed")) else f"cfg.{k}"
+        row[key] = v
+    return row
+
+
+def _frame(rows: list[dict], study: str = "s") -> pd.DataFrame:
+    raw = pd.DataFrame(rows)
+    raw["trial_id"] = [f"t{i}" for i in range(len(raw))]
+    return tidy_trials(raw, study)
+
+
+def _grid_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    cells = {"1x2": 2, "2x2": 4, "1x4": 4, "4x1": 4, "3x3": 9}
+    rows = []
+    for seed in range(4):
+        for g, c in cells.items():
+            m = 40 - 0.5 * (c - 2) - (1.5 if g in ("1x4", "4x1") else 0) + seed + rng.normal(0, 0.05)
+            rows.append(_raw(seed=seed, final_mAP=m, **{"mix.grids": g}))
+    return _frame(rows, "grids")
+
+
+def _ratio_frame(cells=((500, 0.0), (2000, 0.0), (2000, 1.0))) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    peak = {500: 0.125, 2000: 0.5}
+    rows = []
+    for seed in range(4):
+        for n, imb in cells:
+            for r in (0.0, 0.125, 0.25, 0.5, 1.0):
+                m = 30 - 40 * (r - peak[n]) ** 2 + seed + rng.normal(0, 0.05)
+                rows.append(_raw(seed=seed, final_mAP=m, **{"mix.mixed_ratio": r, "data.synthetic.n_train": n,
+                                                            "data.synthetic.imbalance": imb}))
+    return _frame(rows, "ratios")
+
+
+def _cl_frame(vit_gain: float | list = 0.5, cnn_gain: float = 2.0, seeds: int = 4, noise: float = 0.05) -> pd.DataFrame:
+    """CL gain ``cnn_gain`` on smallcnn and ``vit_gain`` (per seed when a list) on vit_tiny; SpliceMix +1."""
+    rng = np.random.default_rng(2)
+    rows = []
+    for seed in range(seeds):
+        vg = vit_gain[seed] if isinstance(vit_gain, list) else vit_gain
+        for model, base, gain in (("smallcnn", 40.0, cnn_gain), ("vit_tiny", 30.0, vg)):
+            for method, m in (("baseline", base), ("splicemix", base + 1), ("splicemix_cl", base + 1 + gain)):
+                rows.append(_raw(seed=seed, final_mAP=m + 3 * seed + rng.normal(0, noise),
+                                 **{"model.name": model, "mix.method": method, "mix.mixed_ratio": None}))
+    return _frame(rows, "clvit")
+
+
+# ------------------------------------------------------------------------------------------------
+# stats
+# ------------------------------------------------------------------------------------------------
+
+def test_mean_ci_t_matches_hand_computation():
+    ci = mean_ci([1, 2, 3], level=0.95)
+    half = sps.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # sd of [1, 2, 3] is 1
+    assert ci.mean == pytest.approx(2.0) and ci.sd == pytest.approx(1.0) and ci.n == 3
+    assert ci.lo == pytest.approx(2 - half) and ci.hi == pytest.approx(2 + half)
+    assert (ci.lo, ci.hi) == pytest.approx(sps.t.interval(0.95, 2, loc=2, scale=1 / math.sqrt(3)))
+    ci90 = mean_ci([1, 2, 3], level=0.90)
+    assert ci90.hi - ci90.lo < ci.hi - ci.lo
+
+
+def test_mean_ci_single_value_and_nans():
+    ci = mean_ci([5.0])
+    assert ci.mean == 5.0 and ci.n == 1 and math.isnan(ci.lo) and math.isnan(ci.hi)
+    assert "n=1" in ci.note and not ci.resolved
+    assert mean_ci([1.0, np.nan, 3.0]).n == 2
+    assert mean_ci([]).n == 0 and math.isnan(mean_ci([]).mean)
+    with pytest.raises(ValueError, match="level"):
+        mean_ci([1, 2], level=1.5)
+
+
+def test_mean_ci_bootstrap_is_seeded_and_brackets_the_mean():
+    x = np.arange(20, dtype=float)
+    a = mean_ci(x, method="bootstrap", n_boot=500, seed=3)
+    b = mean_ci(x, method="bootstrap", n_boot=500, seed=3)
+    assert (a.lo, a.hi) == (b.lo, b.hi)
+    assert a.lo < x.mean() < a.hi
+    assert a.hi - a.lo < (x.max() - x.min())
+
+
+def test_summarize_groups():
+    df = pd.DataFrame({"g": ["a", "a", "b", "b", "b"], "v": [1.0, 3.0, 10.0, 10.0, 10.0]})
+    s = summarize(df, "g", "v").set_index("g")
+    assert s.loc["a", "mean"] == 2.0 and s.loc["a", "n"] == 2
+    assert s.loc["b", "sd"] == 0.0 and s.loc["b", "lo"] == s.loc["b", "hi"] == 10.0
+
+
+def test_paired_diff_constant_offset_is_exact():
+    control = np.array([10.0, 30.0, 20.0, 50.0])  # large seed effects
+    df = pd.DataFrame({"seed": list(range(4)) * 2, "method": ["a"] * 4 + ["b"] * 4,
+                       "v": list(control + 1.5) + list(control)})
+    r = paired_diff(df, None, "a", "b", "v").iloc[0]
+    assert r["mean"] == pytest.approx(1.5) and r["n"] == 4
+    assert r["hi"] - r["lo"] == pytest.approx(0.0, abs=1e-9) and bool(r["resolved"])
+    # the unpaired interval of the same data is wide: pairing is what resolves it
+    unpaired = mean_ci(control + 1.5)
+    assert unpaired.hi - unpaired.lo > 10
+
+
+def test_paired_diff_matches_scipy_and_drops_unpaired_seeds():
+    d = np.array([1.0, 2.0, 0.5])
+    df = pd.DataFrame({"seed": [0, 1, 2, 0, 1, 2, 3], "m": ["t"] * 3 + ["c"] * 4,
+                       "v": list(5 + d) + [5.0, 5.0, 5.0, 99.0], "cell": "x"})
+    r = paired_diff(df, "cell", "t", "c", "v", factor="m").iloc[0]
+    assert r["n"] == 3  # seed 3 has no treatment trial
+    assert (r["lo"], r["hi"]) == pytest.approx(sps.t.interval(0.95, 2, loc=d.mean(), scale=sps.sem(d)))
+    assert r["p"] == pytest.approx(sps.ttest_1samp(d, 0).pvalue)
+
+
+def test_argmax_clear_winner_has_frequency_one():
+    rows = [{"seed": s, "ratio": r, "v": 10 + (5 if r == 0.25 else 0) + 0.1 * s + 0.01 * k}
+            for s in range(5) for k, r in enumerate([0.0, 0.25, 0.5])]
+    res = argmax_ci(pd.DataFrame(rows), "ratio", "v", n_boot=300)
+    t = res.table.iloc[0]
+    assert t["best"] == 0.25 and t["freq_best"] == 1.0 and t["lo"] == t["hi"] == 0.25
+    assert res.freq["freq"].sum() == pytest.approx(1.0)
+
+
+def test_argmax_close_call_is_uncertain():
+    rng = np.random.default_rng(0)
+    rows = [{"seed": s, "lv": lv, "v": rng.normal(0, 1)} for s in range(8) for lv in ("a", "b")]
+    t = argmax_ci(pd.DataFrame(rows), "lv", "v", n_boot=500).table.iloc[0]
+    assert 0.3 < t["freq_best"] < 1.0
+
+
+def test_quad_vertex_recovers_known_peak():
+    rng = np.random.default_rng(0)
+    rows = [{"seed": s, "x": x, "y": 10 - 40 * (x - 0.3) ** 2 + rng.normal(0, 0.02)}
+            for s in range(4) for x in (0.0, 0.125, 0.25, 0.5, 1.0)]
+    v = quad_vertex(pd.DataFrame(rows), "x", "y", n_boot=300).iloc[0]
+    assert v["vertex"] == pytest.approx(0.3, abs=0.01) and not v["clipped"]
+    assert v["lo"] <= 0.3 <= v["hi"] and v["a"] == pytest.approx(-40, rel=0.05)
+
+
+def test_quad_vertex_clips_to_the_tested_range():
+    rows = [{"seed": s, "x": x, "y": 5 - (x - 3.0) ** 2 + 0.01 * s} for s in range(3) for x in (0.0, 0.5, 1.0)]
+    v = quad_vertex(pd.DataFrame(rows), "x", "y", n_boot=100).iloc[0]
+    assert v["clipped"] and v["vertex"] == 1.0 and v["raw"] == pytest.approx(3.0)
+    assert "clipped" in v["note"]
+    two = quad_vertex(pd.DataFrame(rows[:6]).query("x < 1"), "x", "y").iloc[0]
+    assert math.isnan(two["vertex"]) and "fewer than 3" in two["note"]
+
+
+# ------------------------------------------------------------------------------------------------
+# loading
+# ------------------------------------------------------------------------------------------------
+
+def test_tidy_aliases():
+    df = _frame([_raw(**{"mix.method": "baseline", "mix.mixed_ratio": 0.5}),
+                 _raw(**{"mix.mixed_ratio": None}),
+                 _raw(**{"mix.grids": '["1x2", "2x2"]', "final_mAP@16": 5.0})])
+    assert list(df["ratio"]) == [0.0, 0.25, 0.25]  # baseline -> 0, null -> the preset's 0.25
+    assert list(df["arm"]) == ["baseline", "splicemix", "splicemix"]
+    assert df["grid"].iloc[2] == "1x2+2x2"
+    assert df["low_size"].iloc[0] == 16 and df["mAP_low"].iloc[2] == 5.0  # the smallest eval size
+    frac = _frame([_raw(final_mAP=0.4, **{"final_mAP@32": 0.3})])
+    assert frac["mAP"].iloc[0] == pytest.approx(40.0) and frac["mAP_low"].iloc[0] == pytest.approx(30.0)
+
+
+def test_load_fixture_studies_and_history():
+    df = load_studies(*FIX_DIRS)
+    assert set(df["study"]) == {"grid_scaling", "ratio_data", "cl_vit"}
+    assert status_counts(df) == {"completed": 84, "error": 1}
+    assert len(completed(df)) == 84
+    h = load_history(FIX / "cl_vit")
+    assert {"epoch", "mAP", "mAP_low", "method", "model", "arm"} <= set(h.columns)
+    assert load_provenance(FIX / "cl_vit")["command"][-1] == "cl_vit"
+
+
+def test_load_errors_name_the_path(tmp_path):
+    with pytest.raises(ValueError, match="no such directory"):
+        load_studies(tmp_path / "nope")
+    with pytest.raises(StudyLoadError, match=r"no trials\.parquet"):
+        load_studies(tmp_path)
+    (tmp_path / "trials.parquet").write_text("not parquet")
+    with pytest.raises(StudyLoadError, match="not a readable Parquet file") as e:
+        load_studies(tmp_path)
+    assert str(tmp_path) in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# the questions on constructed frames
+# ------------------------------------------------------------------------------------------------
+
+def test_q1_grid_scaling_known_effects():
+    a = q1_grid_scaling(_grid_frame(), n_boot=200)
+    assert a.answerable and a.study == "grids" and not a.partial
+    trend = a.tables["trend"].iloc[0]
+    assert trend["hi"] < 0 and trend["slope_per_cell"] == pytest.approx(-0.5, abs=0.15)
+    vs = a.tables["vs_ref"].set_index("treat")
+    assert vs.loc["1x4", "mean"] == pytest.approx(-1.5, abs=0.1) and vs.loc["1x4", "resolved"]
+    assert vs.loc["1x2", "mean"] == pytest.approx(1.0, abs=0.1)
+    assert "falls" in a.verdict and "1x4" in a.verdict and "The best grid is 1x2" in a.verdict
+
+
+def test_q2_best_ratio_per_cell():
+    a = q2_ratio_by_data(_ratio_frame(), n_boot=200)
+    assert a.answerable and not a.partial
+    best = a.tables["best"].set_index(["n_train", "imbalance"])
+    assert best.loc[(500, 0.0), "best"] == 0.125 and best.loc[(2000, 0.0), "best"] == 0.5
+    assert best.loc[(2000, 1.0), "freq_best"] == 1.0
+    vx = a.tables["vertex"].set_index(["n_train", "imbalance"])
+    assert vx.loc[(500, 0.0), "vertex"] == pytest.approx(0.125, abs=0.03)
+    vz = a.tables["vs_zero"]
+    assert ((vz["treat"] == 0.5) & (vz["n_train"] == 2000) & vz["resolved"] & (vz["mean"] > 0)).any()
+    assert "grows as the training set grows" in a.verdict
+
+
+def test_q2_one_data_cell_is_a_partial_answer():
+    a = q2_ratio_by_data(_ratio_frame(cells=((2000, 0.0),)), n_boot=100)
+    assert a.answerable and a.partial
+    assert "ratio_data.yaml" in a.verdict and "cannot say" in a.verdict
+
+
+def test_q3_cl_gain_and_interaction():
+    a = q3_cl_vit(_cl_frame(), n_boot=100)
+    assert a.answerable and not a.partial
+    g = a.tables["cl_gain"].set_index("model")
+    assert g.loc["smallcnn", "mean"] == pytest.approx(2.0, abs=0.1)
+    assert g.loc["vit_tiny", "mean"] == pytest.approx(0.5, abs=0.1)
+    it = a.tables["interaction"].iloc[0]
+    assert it["mean"] == pytest.approx(-1.5, abs=0.1) and it["hi"] < 0 and it["method"] == "paired by seed"
+    assert "smaller on the ViT" in a.verdict
+    # the ViT's gain is 2 on average, like the CNN's, but varies by seed: the interaction is not resolved
+    same = q3_cl_vit(_cl_frame(vit_gain=[1.0, 3.0, 1.5, 2.5], noise=0.0), n_boot=100)
+    assert same.tables["interaction"].iloc[0]["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert "do not resolve" in same.verdict
+
+
+def test_questions_without_their_study_say_so():
+    df = _ratio_frame(cells=((2000, 0.0),))
+    for fn, space in ((q1_grid_scaling, "grid_scaling.yaml"), (q3_cl_vit, "cl_vit.yaml")):
+        a = fn(df, n_boot=50)
+        assert not a.answerable and a.tables == {}
+        assert "cannot answer" in a.verdict and space in a.verdict
+    b = q2_ratio_by_data(_cl_frame(), n_boot=50)  # baseline vs one ratio is not a ratio study
+    assert not b.answerable and "ratio_data.yaml" in b.verdict
+
+
+def test_claims_on_constructed_frame():
+    res = {a.key: a for a in claims(_cl_frame())}
+    assert set(res) == {"claims_map", "claims_lowres", "claims_cooc"}
+    m = res["claims_map"]
+    vs = m.tables["vs_baseline"]
+    sm = vs[vs["treat"].str.startswith("SpliceMix (") & (vs["model"] == "smallcnn")].iloc[0]
+    assert sm["mean"] == pytest.approx(1.0, abs=0.1) and sm["resolved"] and sm["headline"]
+    assert "holds here" in m.verdict
+    assert not claims(_grid_frame())[0].answerable  # no baseline trials
+
+
+# ------------------------------------------------------------------------------------------------
+# figures and the report CLI
+# ------------------------------------------------------------------------------------------------
+
+def test_figure_labels_and_nodata(tmp_path):
+    from analysis import plots
+    fig = plots.fig_cl_gain(_cl_frame())
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert plots.MAP_LABEL in labels and plots.GAIN_LABEL in labels
+    assert fig._suptitle is not None and "ViT" in fig._suptitle.get_text()
+    paths = plots.save(fig, tmp_path, "cl")
+    assert all(p.stat().st_size > 1000 for p in paths) and {p.suffix for p in paths} == {".png", ".svg"}
+    with pytest.raises(plots.NoData, match="grid_scaling"):
+        plots.fig_grid_scaling(_cl_frame())
+
+
+def test_report_on_fixture_studies(tmp_path):
+    out = tmp_path / "rep"
+    rc = report_main([*map(str, FIX_DIRS), "--out", str(out), "--n-boot", "200", "--quiet"])
+    assert rc == 0
+    md = (out / "answers.md").read_text()
+    for heading in ("## Q1.", "## Q2.", "## Q3.", "# The paper's claims", "# Provenance"):
+        assert heading in md
+    assert "cannot be answered" not in md
+    assert "per extra cell" in md and "n_train 500, imbalance 0: best ratio 0.125" in md
+    assert "python -m study.run search_spaces/cl_vit.yaml" in md  # provenance command
+    assert "1 error" in md  # the failed trial is counted, not used
+    for name in ("q1_grid_scaling", "q2_ratio_by_data", "q3_cl_gain", "claims", "learning_curves"):
+        assert (out / "figures" / f"{name}.png").is_file() and (out / "figures" / f"{name}.svg").is_file()
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"study", "metric", "mean", "lo", "hi", "n"} <= set(summary.columns)
+    assert (out / "tables" / "q3_interaction.csv").is_file()
+
+
+def test_report_says_what_it_cannot_answer(tmp_path):
+    rc = report_main([str(FIX / "grid_scaling"), "--out", str(tmp_path), "--n-boot", "50", "--quiet"])
+    assert rc == 0
+    md = (tmp_path / "answers.md").read_text()
+    assert md.count("cannot be answered from the loaded results") >= 3
+    assert "ratio_data.yaml" in md and "cl_vit.yaml" in md
+
+
+def test_planned_trials_from_study_yaml():
+    from analysis.report import planned_trials
+    text = ("space:\n  mix.mixed_ratio: {grid: [0.0, 0.25, 0.5]}\n  model.name: {grid: [a, b], choice: null}\n"
+            "seeds: [0, 1]\nsearch: {algorithm: grid}\n")
+    assert planned_trials(text) == 12
+    assert planned_trials(text.replace("grid}", "tpe}")) is None
+    assert planned_trials("") is None and planned_trials(": bad: [") is None
+
+
+def test_report_missing_dir_exits_2_without_traceback(tmp_path):
+    missing = tmp_path / "no_such_study"
+    p = subprocess.run([sys.executable, "-m", "analysis.report", str(missing), "--out", str(tmp_path / "o")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert str(missing) in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_bad_parquet_and_help(tmp_path, capsys):
+    (tmp_path / "trials.parquet").write_bytes(b"PAR1 garbage")
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "trials.parquet" in err and "Parquet" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as e:
+        report_main(["--help"])
+    assert e.value.code == 0
+    assert "--n-boot" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------
+# notebooks
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_notebooks_execute_check():
+    """Every committed notebook runs top to bottom (in memory; nothing written), whatever results exist."""
+    nb_dir = ROOT / "analysis" / "notebooks"
+    before = {p.name: p.read_bytes() for p in nb_dir.glob("*.ipynb")}
+    p = subprocess.run([sys.executable, "-m", "analysis.notebooks.execute", "--check"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert {p.name: p.read_bytes() for p in nb_dir.glob("*.ipynb")} == before
+    assert len(before) == 4
+
+
+@pytest.mark.slow
+def test_notebook_check_names_the_failing_cell(tmp_path, capsys):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from analysis.notebooks.execute import main as nb_main
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# x"), new_code_cell("x = 1"), new_code_cell("1 / 0")]),
+                   path)
+    before = path.read_bytes()
+    assert nb_main(["--check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "broken.ipynb" in err and "cell 3" in err and "ZeroDivisionError" in err
+    assert path.read_bytes() == before
