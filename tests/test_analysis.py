@@ -198,8 +198,8 @@ def test_tidy_aliases():
     assert list(df["arm"]) == ["baseline", "splicemix", "splicemix"]
     assert df["grid"].iloc[2] == "1x2+2x2"
     assert df["low_size"].iloc[0] == 16 and df["mAP_low"].iloc[2] == 5.0  # the smallest eval size
-    frac = _frame([_raw(final_mAP=0.4, **{"final_mAP@32": 0.3})])
-    assert frac["mAP"].iloc[0] == pytest.approx(40.0) and frac["mAP_low"].iloc[0] == pytest.approx(30.0)
+    small = _frame([_raw(final_mAP=0.4, **{"final_mAP@32": 0.3})])  # values are never rescaled
+    assert small["mAP"].iloc[0] == pytest.approx(0.4) and small["mAP_low"].iloc[0] == pytest.approx(0.3)
 
 
 def test_load_fixture_studies_and_history():
