@@ -137,8 +137,7 @@ def _stored_checkpoint(dirs: list[str]):
                 continue
             try:
                 with fs.open_input_stream(f"{info.path}/metrics.jsonl") as f:
-                    lines = [ln for ln in f.read().decode().splitlines() if ln.strip()]
-                epoch = max((int(json.loads(ln).get("epoch", 0)) for ln in lines), default=0)
+                    epoch = _last_epoch(_parse_metrics(f.read().decode()))
                 with fs.open_input_file(f"{info.path}/checkpoint.pt") as f:
                     zipfile.ZipFile(f).close()  # torch.save writes a zip: a truncated file has no directory
             except (OSError, ValueError, zipfile.BadZipFile):
@@ -148,18 +147,25 @@ def _stored_checkpoint(dirs: list[str]):
     return best[1] if best else None
 
 
-def _metrics_rows(out_dir: Path) -> list[dict]:
-    """The per-epoch rows of a run directory's metrics.jsonl (scalars only)."""
-    path = out_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+def _parse_metrics(text: str) -> list[dict]:
+    """The per-epoch rows of a metrics.jsonl text (scalar values only)."""
+    rows = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
     return [{k: v for k, v in r.items() if isinstance(v, (int, float, str, bool))} for r in rows]
 
 
-def _restored_epoch(out_dir: Path) -> int:
-    """The last epoch recorded in a restored run directory (0 when there is none)."""
-    return max((int(r.get("epoch", 0)) for r in _metrics_rows(out_dir)), default=0)
+def _last_epoch(rows: list[dict]) -> int:
+    return max((int(r.get("epoch", 0)) for r in rows), default=0)
+
+
+def _resume(cfg: TrainConfig, checkpoint) -> tuple[TrainConfig, list[dict]]:
+    """Restore ``checkpoint`` into the run directory of ``cfg``: the config to train with
+    (``train.resume`` on when something was restored) and the restored epochs' metrics rows."""
+    out_dir = Path(cfg.train.out_dir)
+    if not _restore(out_dir, checkpoint):
+        return cfg, []
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})})
+    path = out_dir / "metrics.jsonl"
+    return cfg, (_parse_metrics(path.read_text()) if path.is_file() else [])
 
 
 def _diverged(report_fn, metric: str, error: FloatingPointError) -> None:
@@ -170,8 +176,9 @@ def _diverged(report_fn, metric: str, error: FloatingPointError) -> None:
 
 
 def _reporter(report_fn, checkpoint_cls, out_dir: Path, every: int, epochs: int, is_main: bool, started: float,
-              world_size: int = 1, resumed_from: int = 0):
-    restored = _metrics_rows(out_dir) if (resumed_from and is_main) else []
+              world_size: int = 1, restored: list[dict] = ()):  # type: ignore[assignment]
+    resumed_from = _last_epoch(list(restored))
+    restored = list(restored) if is_main else []
 
     def report(metrics: dict) -> None:
         m = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
@@ -214,13 +221,10 @@ def _train_worker_loop(loop_config: dict) -> None:
     # registered when a worker died), else Ray Train's, else the one the Tune trial was given
     checkpoint = (_stored_checkpoint(loop_config.get("stored", [])) or ray.train.get_checkpoint()
                   or loop_config.get("checkpoint"))
-    resumed_from = 0
-    if _restore(Path(cfg.train.out_dir), checkpoint):
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})})
-        resumed_from = _restored_epoch(Path(cfg.train.out_dir))
+    cfg, restored = _resume(cfg, checkpoint)
     prepare_data(cfg)  # every node needs the data; the file lock makes one process per node generate it
     report = _reporter(ray.train.report, Checkpoint, Path(cfg.train.out_dir), loop_config["every"],
-                       cfg.train.epochs, rank == 0, loop_config["started"], ctx.get_world_size(), resumed_from)
+                       cfg.train.epochs, rank == 0, loop_config["started"], ctx.get_world_size(), restored)
     try:
         train(cfg, report=report)
     except FloatingPointError as e:  # raised on every rank at once: the check is on the all-reduced loss
@@ -253,14 +257,11 @@ def run_trial(config: dict[str, Any], spec_json: str, base: dict, data_cache: st
     checkpoint = tune.get_checkpoint() or _stored_checkpoint(stored)
 
     if not spec.use_train_backend():
-        resumed_from = 0
-        if _restore(out_dir, checkpoint):
-            cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})})
-            resumed_from = _restored_epoch(out_dir)
+        cfg, restored = _resume(cfg, checkpoint)
         prepare_data(cfg)
         try:
             train(cfg, report=_reporter(tune.report, Checkpoint, out_dir, every, cfg.train.epochs, True, started,
-                                        resumed_from=resumed_from))
+                                        restored=restored))
         except FloatingPointError as e:
             _diverged(tune.report, spec.search.metric, e)
         shutil.rmtree(out_dir, ignore_errors=True)  # every epoch's files went to Ray's storage with its checkpoint

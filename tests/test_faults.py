@@ -26,7 +26,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from study.run import _init_ray, run_study
+from study.run import run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "configs" / "default.yaml"
@@ -170,34 +170,25 @@ def test_driver_sigkill_then_resume_keeps_every_trial_once(tmp_path):
           f"(Ray start included); resumed-from epochs: {[after[t]['resumed_from_epoch'] for t in sorted(after)]}")
 
 
-# --------------------------------------------------------------------------- in-process Ray
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    started = _init_ray(None, 8, False, False)
-    yield
-    if started:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("data"))
+# --------------------------------------------------------------------------- in-process Ray (tests/conftest.py)
+def _run_and_kill(tmp_path: Path, space: str, marker: str, cache: str) -> tuple[dict, Path]:
+    """Run a one-trial study while a Killer SIGKILLs one process titled ``marker``; its row and folder."""
+    killer = Killer(tmp_path / "a" / "k", marker)
+    killer.start()
+    res = run_study(space, storage=str(tmp_path / "a"), name="k", data_cache=cache, quiet=True)
+    killer.join(5)
+    assert killer.killed, f"no {marker} process was found to kill"
+    (row,) = _rows(Path(res.path))
+    return row, Path(res.path)
 
 
 def test_killed_trial_process_is_retried_from_its_checkpoint(ray_local, cache, tmp_path):
     space = _space(tmp_path, epochs=5)
-    killer = Killer(tmp_path / "a" / "k", "ImplicitFunc")
-    killer.start()
-    res = run_study(space, storage=str(tmp_path / "a"), name="k", data_cache=cache, quiet=True)
-    killer.join(5)
-    assert killer.killed, "no trial process was found to kill"
-    (row,) = _rows(Path(res.path))
+    row, path = _run_and_kill(tmp_path, space, "ImplicitFunc", cache)  # the Tune trial's own process
     assert row["status"] == "completed" and row["epochs_run"] == 5, row["message"]
     assert row["failures"] == 1  # Tune saw the dead process and retried the trial once
     assert 1 <= row["resumed_from_epoch"] < 5  # ... from a checkpoint, not from scratch
-    assert _epochs_by_trial(Path(res.path)) == {row["trial_id"]: [1, 2, 3, 4, 5]}
+    assert _epochs_by_trial(path) == {row["trial_id"]: [1, 2, 3, 4, 5]}
 
     # the same trial without a fault: on the CPU a resumed run is exact, so the result is the same
     ref = run_study(space, storage=str(tmp_path / "b"), name="k", data_cache=cache, quiet=True)
@@ -209,15 +200,10 @@ def test_killed_trial_process_is_retried_from_its_checkpoint(ray_local, cache, t
 
 def test_killed_train_worker_restarts_the_group_from_its_checkpoint(ray_local, cache, tmp_path):
     space = _space(tmp_path, epochs=4, workers=2)
-    killer = Killer(tmp_path / "a" / "k", "RayTrainWorker")
-    killer.start()
-    res = run_study(space, storage=str(tmp_path / "a"), name="k", data_cache=cache, quiet=True)
-    killer.join(5)
-    assert killer.killed, "no Ray Train worker was found to kill"
-    (row,) = _rows(Path(res.path))
+    row, path = _run_and_kill(tmp_path, space, "RayTrainWorker", cache)
     assert row["status"] == "completed" and row["epochs_run"] == 4, row["message"]
     assert 1 <= row["resumed_from_epoch"] < 4  # Ray Train restarted the worker group from the checkpoint
-    assert _epochs_by_trial(Path(res.path)) == {row["trial_id"]: [1, 2, 3, 4]}
+    assert _epochs_by_trial(path) == {row["trial_id"]: [1, 2, 3, 4]}
 
 
 def test_nan_loss_trial_is_recorded_as_diverged_and_the_study_goes_on(ray_local, cache, tmp_path):

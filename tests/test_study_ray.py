@@ -8,27 +8,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from study.run import _init_ray, run_study
+from study.run import run_study
 from study.store import read_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = ROOT / "search_spaces"
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    started = _init_ray(None, 8, False, False)
-    yield
-    if started:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("data"))
 
 
 def _read(path: str):
