@@ -113,7 +113,10 @@ def parse_grids(
 # The authors' two settings (zuiran/SpliceMix): "default" samples one grid per batch
 # (1x2: 0.3, 2x2: 0.4, 2x3: 0.3) and with probability 0.3 drops 1..R*C-1 cells;
 # "minimal" is a fixed 2x2 grid without drops. Both use |B'| = |B| // 4.
+#: |B'| / |B| of both presets: what ``mixed_ratio: null`` means everywhere (trainer, study, analysis)
+DEFAULT_MIXED_RATIO = 0.25
 PRESETS: dict[str, dict] = {
-    "default": dict(grids={"1x2": 0.3, "2x2": 0.4, "2x3": 0.3}, drop_prob=0.3, mixed_ratio=0.25, asymmetric=True),
-    "minimal": dict(grids=["2x2"], drop_prob=0.0, mixed_ratio=0.25, asymmetric=True),
+    "default": dict(grids={"1x2": 0.3, "2x2": 0.4, "2x3": 0.3}, drop_prob=0.3, mixed_ratio=DEFAULT_MIXED_RATIO,
+                    asymmetric=True),
+    "minimal": dict(grids=["2x2"], drop_prob=0.0, mixed_ratio=DEFAULT_MIXED_RATIO, asymmetric=True),
 }

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from .grids import PRESETS, GridLike, GridSpec, parse_grids
+from .grids import DEFAULT_MIXED_RATIO, PRESETS, GridLike, GridSpec, parse_grids
 from .plan import SpliceGroup, SplicePlan
 
 __all__ = ["SpliceMix", "apply_plan", "splice_images", "check_batch"]
@@ -345,7 +345,7 @@ class SpliceMix:
         else:
             self.preset = None
         self.specs, self.weights = parse_grids(grids)
-        self.mixed_ratio = mixed_ratio if mixed_ratio is not None else preset.get("mixed_ratio", 0.25)
+        self.mixed_ratio = mixed_ratio if mixed_ratio is not None else preset.get("mixed_ratio", DEFAULT_MIXED_RATIO)
         if isinstance(self.mixed_ratio, str):
             if self.mixed_ratio != "paper":
                 raise ValueError(f"mixed_ratio must be a number >= 0 or 'paper', got {self.mixed_ratio!r}")

@@ -1,0 +1,115 @@
+"""The names of a run's results: the one schema the trainer writes, ``study`` stores and ``analysis`` reads.
+
+The trainer reports one dict per epoch (``metrics.jsonl``, and ``report(metrics)``) with the
+keys below. A study stores one row per trial (``trials.parquet``: ``final_<metric>`` of the
+last epoch, ``best_<metric>`` and ``best_epoch``, the config as ``cfg.<dotted key>``, a
+:class:`Status`) and one row per trial per epoch (``history.parquet``). Nothing here imports
+torch, Ray or pandas.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from typing import Any, Iterable, Mapping
+
+from pydantic import BaseModel
+
+__all__ = [
+    "EPOCH", "METHOD", "TRAIN_LOSS", "CL_LOSS", "LR", "MAP", "F1_KEYS", "TOP3", "RARE_PAIRS", "COMMON_PAIRS",
+    "IMAGES_PER_S", "REGULAR_IMAGES_PER_S", "TRAIN_TIME_S", "EVAL_TIME_S", "EPOCH_TIME_S", "DIVERGED",
+    "BEST_EPOCH", "FINAL", "BEST", "CFG", "Status", "map_at", "size_of", "final", "best", "cfg_column",
+    "low_res_column", "flatten_config",
+]
+
+# --------------------------------------------------------------------------- per-epoch keys
+EPOCH = "epoch"  #: 1-based epoch the row describes
+METHOD = "method"  #: baseline | splicemix | splicemix_cl
+TRAIN_LOSS = "train_loss"  #: mean loss of the epoch (classification + CL)
+CL_LOSS = "cl_loss"  #: mean consistency loss (SpliceMix-CL only)
+LR = "lr"  #: head learning rate of the epoch's last step
+MAP = "mAP"  #: mean average precision in percent, at the training resolution
+F1_KEYS = ("CP", "CR", "CF1", "OP", "OR", "OF1")  #: per-class / overall precision, recall, F1 (threshold 0.5)
+TOP3 = "_top3"  #: suffix of the same keys with the top-3 labels of each image
+RARE_PAIRS = "mAP_rare_pairs"  #: mAP on val images where a pair class appears without its train-time partner
+COMMON_PAIRS = "mAP_common_pairs"  #: mAP on the other val images
+IMAGES_PER_S = "images_per_s"  #: training throughput, regular + mixed images
+REGULAR_IMAGES_PER_S = "regular_images_per_s"
+TRAIN_TIME_S, EVAL_TIME_S, EPOCH_TIME_S = "train_time_s", "eval_time_s", "epoch_time_s"
+#: set (to the reason) instead of the metrics when a run's loss stopped being finite
+DIVERGED = "diverged"
+BEST_EPOCH = "best_epoch"
+
+_MAP_AT = re.compile(r"^mAP@(\d+)$")
+
+
+def map_at(size: int) -> str:
+    """The key of mAP evaluated at ``size`` px (``"mAP@32"``)."""
+    return f"mAP@{int(size)}"
+
+
+def size_of(key: str) -> int | None:
+    """The resolution of a ``"mAP@S"`` key, else None."""
+    m = _MAP_AT.match(key)
+    return int(m.group(1)) if m else None
+
+
+# --------------------------------------------------------------------------- per-trial columns
+FINAL = "final_"  #: prefix: the metric at the last epoch a trial ran
+BEST = "best_"  #: prefix: the best value of the study's metric over the epochs (with ``best_epoch``)
+CFG = "cfg."  #: prefix: one dotted key of the trial's training config
+
+
+class Status(str, enum.Enum):
+    """How a trial ended."""
+
+    COMPLETED = "completed"  #: ran every planned epoch
+    STOPPED = "stopped"  #: stopped early by the scheduler (ASHA)
+    DIVERGED = "diverged"  #: the loss stopped being finite; the reason is in ``message``
+    ERROR = "error"  #: failed (after its retries)
+    RUNNING = "running"  #: not finished when the file was written
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def final(metric: str) -> str:
+    return FINAL + metric
+
+
+def best(metric: str) -> str:
+    return BEST + metric
+
+
+def cfg_column(key: str) -> str:
+    return CFG + key
+
+
+def low_res_column(columns: Iterable[str], prefix: str = FINAL) -> tuple[str | None, int | None]:
+    """The ``<prefix>mAP@S`` column with the smallest S among ``columns`` (and S), or (None, None)."""
+    found = sorted((s, c) for c in columns if c.startswith(prefix) and (s := size_of(c[len(prefix):])) is not None)
+    return (found[0][1], found[0][0]) if found else (None, None)
+
+
+def flatten_config(config: BaseModel) -> dict[str, Any]:
+    """A typed config (``TrainConfig``) as ``{dotted key: scalar}``, walking its sections (nested
+    models); a value that is a list or a mapping (``mix.grids: {"2x2": 0.5}``) becomes JSON text,
+    so every column holds one type."""
+    out: dict[str, Any] = {}
+    for key in type(config).model_fields:
+        value = getattr(config, key)
+        if isinstance(value, BaseModel):
+            out.update({f"{key}.{k}": v for k, v in flatten_config(value).items()})
+            continue
+        value = value if not isinstance(value, (list, tuple, Mapping)) else json.dumps(_plain(value))
+        out[key] = value
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
