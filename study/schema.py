@@ -4,9 +4,15 @@ A study file names a base training config, the settings every trial shares (``fi
 searched knobs (``space``, each a distribution over one dotted key of
 :class:`splicemix.config.TrainConfig`), the seeds, the search algorithm / scheduler and the
 resources of one trial. Every problem becomes one :class:`StudyError` naming the file, the key,
-the value and what was expected; nothing in the file is evaluated (``yaml.safe_load`` only)::
+the value and what was expected; nothing in the file is evaluated (the training config's safe
+YAML loader, :func:`splicemix.config.read_yaml`)::
 
     spec = load_study("search_spaces/ratio.yaml", overrides=["search.num_samples=4"])
+
+The study shares the training config's machinery: ``--set`` items go through
+:func:`splicemix.config.parse_override`, a trial's config is a typed merge
+(:func:`splicemix.config.set_dotted`) validated once (:func:`materialize`), and errors are worded
+by :func:`splicemix.config.format_validation_error`.
 """
 
 from __future__ import annotations
@@ -15,17 +21,29 @@ import copy
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from splicemix.config import ConfigError, TrainConfig, apply_overrides, data_path_problems, did_you_mean, load_config, read_yaml
-from splicemix.config import _clean_loc, _clean_msg, _fmt_value, dump_yaml, safe_yaml  # the training config's error wording
+from splicemix.config import (
+    PATH_KEYS,
+    ConfigError,
+    TrainConfig,
+    data_path_problems,
+    fmt_value,
+    format_validation_error,
+    load_config,
+    parse_override,
+    read_yaml,
+    set_dotted,
+)
 
-__all__ = ["StudyError", "Param", "SearchSection", "Resources", "StudySpec", "load_study", "smoke", "PARAM_KINDS",
-           "check_paths"]
+__all__ = ["StudyError", "Param", "AshaSection", "SearchSection", "Resources", "StudySpec", "PARAM_KINDS",
+           "SMOKE_FIXED", "load_study", "base_config_dict", "materialize", "check_paths", "smoke",
+           "format_study_error"]
 
 PARAM_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 
@@ -46,14 +64,14 @@ class Param(_Section):
     * ``uniform: [low, high]``, ``loguniform: [low, high]`` floats; ``randint: [low, high]`` ints, high inclusive
     """
 
-    grid: Optional[list[Any]] = None
-    choice: Optional[list[Any]] = None
-    uniform: Optional[tuple[float, float]] = None
-    loguniform: Optional[tuple[float, float]] = None
-    randint: Optional[tuple[int, int]] = None
+    grid: list[Any] | None = None
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> "Param":
+    def _one(self) -> Param:
         given = [k for k in PARAM_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
@@ -78,10 +96,11 @@ class Param(_Section):
 
     @property
     def kind(self) -> str:
+        """The distribution key given (grid, choice, uniform, loguniform or randint)."""
         return next(k for k in PARAM_KINDS if getattr(self, k) is not None)
 
     @property
-    def values(self) -> Optional[list[Any]]:
+    def values(self) -> list[Any] | None:
         """The finite list of values (grid / choice), else None."""
         return self.grid if self.grid is not None else self.choice
 
@@ -94,22 +113,34 @@ class Param(_Section):
 
 
 class AshaSection(_Section):
-    grace_period: int = Field(3, ge=1, description="epochs every trial runs before it may be stopped")
-    reduction_factor: float = Field(3.0, gt=1.0, description="keep the top 1/reduction_factor at each rung")
-    brackets: int = Field(1, ge=1)
+    """``search.asha``: the ASHA scheduler's rungs (epochs are its time unit)."""
+
+    grace_period: int = Field(default=3, ge=1, description="epochs every trial runs before it may be stopped")
+    reduction_factor: float = Field(default=3.0, gt=1.0, description="keep the top 1/reduction_factor at each rung")
+    brackets: int = Field(default=1, ge=1)
 
 
 class SearchSection(_Section):
-    algorithm: Literal["tpe", "random", "grid"] = Field("tpe", description="Optuna TPE, Optuna random, or an exhaustive grid")
-    scheduler: Literal["asha", "fifo"] = Field("asha", description="ASHA early stopping, or FIFO (every trial runs to the end)")
-    num_samples: Optional[int] = Field(
-        None, ge=1, description="tpe / random: configurations to try (each once per seed; default 8); grid: repeats of the grid (default 1)"
+    """``search``: the search algorithm, the scheduler, the number of samples and the metric."""
+
+    algorithm: Literal["tpe", "random", "grid"] = Field(
+        default="tpe", description="Optuna TPE, Optuna random, or an exhaustive grid"
     )
-    metric: str = Field("mAP", description="reported metric to optimise (last epoch)")
+    scheduler: Literal["asha", "fifo"] = Field(
+        default="asha", description="ASHA early stopping, or FIFO (every trial runs to the end)"
+    )
+    num_samples: int | None = Field(
+        default=None, ge=1,
+        description="tpe / random: configurations to try (each once per seed; default 8); grid: repeats of the grid "
+                    "(default 1)",
+    )
+    metric: str = Field(default="mAP", description="reported metric to optimise (last epoch)")
     mode: Literal["max", "min"] = "max"
-    seed: int = Field(0, description="seed of the search algorithm")
+    seed: int = Field(default=0, description="seed of the search algorithm")
     asha: AshaSection = Field(default_factory=AshaSection)
-    time_budget_s: Optional[float] = Field(None, gt=0, description="stop starting new trials after this many seconds")
+    time_budget_s: float | None = Field(
+        default=None, gt=0, description="stop starting new trials after this many seconds"
+    )
 
     @property
     def samples(self) -> int:
@@ -120,24 +151,42 @@ class SearchSection(_Section):
 
 
 class Resources(_Section):
-    num_workers: int = Field(1, ge=1, description="data-parallel workers per trial (Ray Train DDP when > 1)")
-    cpus_per_worker: int = Field(1, ge=1, description="CPUs (and torch threads) per worker")
-    use_gpu: Union[bool, Literal["auto"]] = Field("auto", description="one GPU per worker; auto = when the cluster has GPUs")
-    backend: Literal["auto", "direct", "train"] = Field(
-        "auto", description="direct: run the loop inside the Tune trial (1 worker); train: a Ray Train TorchTrainer; auto: direct for 1 worker"
+    """``resources``: the workers, CPUs and GPUs of one trial, concurrency and retries."""
+
+    num_workers: int = Field(default=1, ge=1, description="data-parallel workers per trial (Ray Train DDP when > 1)")
+    cpus_per_worker: int = Field(default=1, ge=1, description="CPUs (and torch threads) per worker")
+    use_gpu: bool | Literal["auto"] = Field(
+        default="auto", description="one GPU per worker; auto = when the cluster has GPUs"
     )
-    max_concurrent: Optional[int] = Field(None, ge=1, description="trials at once; null = physical cores / CPUs per trial on a local Ray, unlimited on a cluster")
-    max_failures: int = Field(1, ge=0, description="retries of a failed trial from its last checkpoint")
-    checkpoint_every: int = Field(1, ge=1, description="report a checkpoint every N epochs (and after the last)")
+    backend: Literal["auto", "direct", "train"] = Field(
+        default="auto",
+        description="direct: run the loop inside the Tune trial (1 worker); train: a Ray Train TorchTrainer; "
+                    "auto: direct for 1 worker",
+    )
+    max_concurrent: int | None = Field(
+        default=None, ge=1,
+        description="trials at once; null = physical cores / CPUs per trial on a local Ray, unlimited on a cluster",
+    )
+    max_failures: int = Field(default=1, ge=0, description="retries of a failed trial from its last checkpoint")
+    checkpoint_every: int = Field(
+        default=1, ge=1, description="report a checkpoint every N epochs (and after the last)"
+    )
 
 
 class StudySpec(_Section):
-    name: str = Field(..., min_length=1, description="study name; results go to <storage>/<name>-<time> by default")
+    """A study file: the base config, the fixed and searched training keys, the seeds, search and resources."""
+
+    name: str = Field(min_length=1, description="study name; results go to <storage>/<name>-<time> by default")
     description: str = ""
-    base: Optional[str] = Field(None, description="training config YAML the trials start from (relative to this file); null = built-in defaults")
+    base: str | None = Field(
+        default=None,
+        description="training config YAML the trials start from (relative to this file); null = built-in defaults",
+    )
     fixed: dict[str, Any] = Field(default_factory=dict, description="dotted training keys every trial shares")
     space: dict[str, Param] = Field(default_factory=dict, description="dotted training key -> distribution")
-    seeds: list[int] = Field(default_factory=lambda: [0], description="train.seed values; every configuration runs once per seed")
+    seeds: list[int] = Field(
+        default_factory=lambda: [0], description="train.seed values; every configuration runs once per seed"
+    )
     search: SearchSection = Field(default_factory=SearchSection)
     resources: Resources = Field(default_factory=Resources)
 
@@ -159,7 +208,7 @@ class StudySpec(_Section):
         return v
 
     @model_validator(mode="after")
-    def _cross(self) -> "StudySpec":
+    def _cross(self) -> StudySpec:
         if not self.space:
             # legitimate only as "the fixed configuration once per seed", with the seeds given
             if "seeds" not in self.model_fields_set:
@@ -197,8 +246,8 @@ class StudySpec(_Section):
             )
         if self.resources.backend == "direct" and self.resources.num_workers > 1:
             raise ValueError(
-                f"resources.backend 'direct' runs one worker but resources.num_workers is {self.resources.num_workers}; "
-                "expected backend 'train' (or 'auto') for data-parallel trials"
+                "resources.backend 'direct' runs one worker but resources.num_workers is "
+                f"{self.resources.num_workers}; expected backend 'train' (or 'auto') for data-parallel trials"
             )
         return self
 
@@ -211,61 +260,27 @@ class StudySpec(_Section):
         return n
 
     def planned_trials(self) -> int:
+        """Number of trials the study runs (seeds included)."""
         if self.search.algorithm == "grid":
             return self.grid_size()
         return self.search.samples * len(self.seeds)
 
     def use_train_backend(self) -> bool:
+        """Whether a trial runs as a Ray Train TorchTrainer (else directly in the Tune trial)."""
         r = self.resources
         return r.backend == "train" or (r.backend == "auto" and r.num_workers > 1)
 
 
 # --------------------------------------------------------------------------- loading
-def _format_error(err: ValidationError, source: str) -> str:
-    grouped: dict[str, list[str]] = {}
-    for e in err.errors(include_url=False):
-        key = _clean_loc(e["loc"])
-        msg = _clean_msg(e["msg"])
-        if e["type"] == "extra_forbidden":
-            model = _model_at(e["loc"])
-            allowed = list(getattr(model, "model_fields", {}))
-            head = f"{source}: unknown key '{key}' (value {_fmt_value(e['input'])})"
-            hint = did_you_mean(key, allowed).removeprefix("; ")
-            grouped.setdefault(head, []).append(
-                (hint + " " if hint else "") + ("expected one of: " + ", ".join(allowed) if allowed else "not allowed here"))
-            continue
-        if e["type"] == "missing":
-            head = f"{source}: {key} is missing"
-            grouped.setdefault(head, []).append("required")
-            continue
-        if isinstance(e.get("input"), dict) and e["type"] in ("value_error", "assertion_error"):
-            head = f"{source}: {key + ': ' if key else ''}{msg}"
-            grouped.setdefault(head, [])
-            continue
-        head = f"{source}: {key or '<top level>'} = {_fmt_value(e.get('input'))}"
-        if msg not in grouped.setdefault(head, []):
-            grouped[head].append(msg)
-    return "; ".join(h + (": " + " or ".join(m) if m else "") for h, m in grouped.items())
+def format_study_error(err: ValidationError, source: str) -> str:
+    """A :class:`StudySpec` ValidationError as one line (the training config's wording, with the study's keys)."""
+    return format_validation_error(err, source, root=StudySpec)
 
 
-def _model_at(loc: Sequence[Any]) -> Any:
-    model: Any = StudySpec
-    for p in loc[:-1]:
-        if model is StudySpec and p == "space":
-            return Param if len(loc) == 3 else None
-        field = getattr(model, "model_fields", {}).get(p)
-        if field is None:
-            return None
-        model = field.annotation
-    return model
+_format_error = format_study_error  # the former name (study.runner)
 
 
-def _nest(flat: dict[str, Any]) -> list[str]:
-    """Dotted keys -> ``key=value`` override strings (values dumped as YAML flow)."""
-    return [f"{k}={dump_yaml(v, flow=True).strip().removesuffix('...').strip()}" for k, v in flat.items()]
-
-
-def base_config_dict(spec: StudySpec, source: Path | None) -> dict:
+def base_config_dict(spec: StudySpec, source: Path | None) -> dict[str, Any]:
     """The base training config (from ``spec.base``, relative to the study file) as a dict."""
     if spec.base is None:
         return TrainConfig().model_dump(mode="json")
@@ -280,17 +295,21 @@ def base_config_dict(spec: StudySpec, source: Path | None) -> dict:
         raise StudyError(f"{source}: base = {spec.base!r} is not a valid training config: {e}") from None
 
 
-def materialize(base: dict, fixed: dict[str, Any], params: dict[str, Any], seed: int) -> TrainConfig:
-    """The TrainConfig of one trial: base + fixed + sampled params + seed.
+def materialize(base: dict[str, Any], fixed: dict[str, Any], params: dict[str, Any], seed: int) -> TrainConfig:
+    """The TrainConfig of one trial: base + fixed + sampled params + seed, validated once.
 
+    A typed merge: each dotted key is set on a copy of ``base`` (:func:`splicemix.config.set_dotted`;
+    a :class:`~splicemix.config.ConfigError` when a parent is not a section), then one
+    ``TrainConfig.model_validate`` (a pydantic ``ValidationError``).
     Two conventions make the searched knobs independent: ``mix.cl_weight: 0`` under
     ``mix.method: splicemix_cl`` trains plain SpliceMix (no second pass), and
     ``mix.mixed_ratio: 0`` is kept as it is (SpliceMix appending no mixed image = the baseline
     trained through the mixing code path).
     """
     raw = copy.deepcopy(base)
-    overrides = _nest({**fixed, **params}) + [f"train.seed={int(seed)}"]
-    raw, _ = apply_overrides(raw, overrides, "<study>")
+    for key, value in copy.deepcopy({**fixed, **params}).items():
+        set_dotted(raw, key, value)
+    set_dotted(raw, "train.seed", int(seed))
     mix = raw.get("mix", {})
     if mix.get("method") == "splicemix_cl" and mix.get("cl_weight") in (0, 0.0):
         mix["method"] = "splicemix"
@@ -315,87 +334,97 @@ def _combos(spec: StudySpec) -> list[dict[str, Any]]:
     if not probes:
         return [{}]
     if math.prod(len(v) for v in probes.values()) <= _MAX_COMBOS:
-        return [dict(zip(probes, combo)) for combo in itertools.product(*probes.values())]
+        return [dict(zip(probes, combo, strict=True)) for combo in itertools.product(*probes.values())]
     first = {k: v[0] for k, v in probes.items()}
     return [{**first, key: v} for key, vals in probes.items() for v in vals]
 
 
 def _train_error_text(e: Exception) -> str:
-    return _format_train_error(e) if isinstance(e, ValidationError) else str(e).replace("<study>: ", "")
+    return format_validation_error(e, "") if isinstance(e, ValidationError) else str(e)
 
 
-def _check_trials(spec: StudySpec, base: dict, source: str) -> None:
+class _TrialCheck:
+    """The trial configs of one study (fixed + searched values, first seed), each distinct one
+    validated once: ``error(params)`` is None or what is wrong with it."""
+
+    def __init__(self, spec: StudySpec, base: dict[str, Any]) -> None:
+        self.spec, self.base = spec, base
+        self.probes = _probes(spec)
+        self.errors: dict[str, str | None] = {}
+
+    def error(self, params: dict[str, Any]) -> str | None:
+        params = {k: params[k] for k in self.spec.space if k in params}  # in the trials' key order
+        label = repr(params)
+        if label not in self.errors:
+            try:
+                materialize(self.base, self.spec.fixed, params, self.spec.seeds[0])
+                self.errors[label] = None
+            except (ConfigError, ValidationError) as e:
+                self.errors[label] = _train_error_text(e)
+        return self.errors[label]
+
+    def fails_everywhere(self, key: str, value: Any) -> bool:
+        """Whether ``key: value`` is invalid with the other searched keys at every one of their
+        probe values (so it is this value's fault, not a combination's)."""
+        others = {k: v for k, v in self.probes.items() if k != key}
+        if math.prod(len(v) for v in others.values()) > _MAX_COMBOS:
+            others = {k: v[:1] for k, v in others.items()}
+        return all(self.error({**dict(zip(others, combo, strict=True)), key: value}) is not None
+                   for combo in itertools.product(*others.values()))
+
+
+def _check_trials(spec: StudySpec, base: dict[str, Any], source: str) -> None:
     """Validate the fixed keys and every searched value (both ends of a range), in every
     combination (up to _MAX_COMBOS), against TrainConfig; the error names the culprit key."""
-    try:
-        materialize(base, spec.fixed, {}, spec.seeds[0])
-    except ConfigError as e:
-        raise StudyError(f"{source}: fixed: {e}".replace("<study>: ", "").replace("<study> (from --set ", "(")) from None
-    except ValidationError as e:
-        raise StudyError(f"{source}: fixed: " + _format_train_error(e)) from None
-    alone: dict[tuple[str, str], Optional[str]] = {}  # (key, value) -> error of that value on its own
-
-    def error_alone(key: str, value: Any) -> Optional[str]:
-        label = (key, json.dumps(value, sort_keys=True, default=str))
-        if label not in alone:
-            try:
-                materialize(base, spec.fixed, {key: value}, spec.seeds[0])
-                alone[label] = None
-            except (ConfigError, ValidationError) as e:
-                alone[label] = _train_error_text(e)
-        return alone[label]
-
-    for key, values in _probes(spec).items():  # a bad value on its own: blame its key
+    check = _TrialCheck(spec, base)
+    text = check.error({})
+    if text is not None:
+        raise StudyError(f"{source}: fixed: {text}")
+    if all(check.error(params) is None for params in _combos(spec)):
+        return  # (a value is blamed below only when every combination holding it fails)
+    for key, values in check.probes.items():  # a bad value on its own: blame its key
         for value in values:
-            text = error_alone(key, value)
-            if text is not None and (len(spec.space) == 1 or _fails_everywhere(spec, base, key, value)):
-                raise StudyError(f"{source}: space.{key} value {_fmt_value(value)} gives an invalid training config: {text}")
+            text = check.error({key: value})
+            if text is not None and (len(spec.space) == 1 or check.fails_everywhere(key, value)):
+                raise StudyError(f"{source}: space.{key} value {fmt_value(value)} gives an invalid training config: "
+                                 f"{text}")
     for params in _combos(spec):  # values that are fine alone but not together (a grid vs a searched batch size)
-        try:
-            materialize(base, spec.fixed, params, spec.seeds[0])
-        except (ConfigError, ValidationError) as e:
-            text = _train_error_text(e)
-            shown = ", ".join(f"space.{k} = {_fmt_value(v)}" for k, v in params.items())
-            raise StudyError(f"{source}: the searched values {shown} together give an invalid training config: {text}") from None
+        text = check.error(params)
+        if text is not None:
+            shown = ", ".join(f"space.{k} = {fmt_value(v)}" for k, v in params.items())
+            raise StudyError(f"{source}: the searched values {shown} together give an invalid training config: {text}")
 
 
-def _fails_everywhere(spec: StudySpec, base: dict, key: str, value: Any) -> bool:
-    """Whether ``key: value`` is invalid with the other searched keys at every one of their
-    probe values (so it is this value's fault, not a combination's)."""
-    others = {k: v for k, v in _probes(spec).items() if k != key}
-    if math.prod(len(v) for v in others.values()) > _MAX_COMBOS:
-        others = {k: v[:1] for k, v in others.items()}
-    for combo in itertools.product(*others.values()):
-        try:
-            materialize(base, spec.fixed, {**dict(zip(others, combo)), key: value}, spec.seeds[0])
-            return False
-        except (ConfigError, ValidationError):
-            continue
-    return True
+def _touches_paths(key: str) -> bool:
+    """Whether a searched key can change what :func:`splicemix.config.data_path_problems` reports."""
+    watched = [*PATH_KEYS, "data.dataset"]
+    return any(w == key or w.startswith(key + ".") or key.startswith(w + ".") for w in watched)
 
 
-def check_paths(spec: StudySpec, base: dict, source: str, base_dir: Optional[str] = None) -> list[str]:
+def check_paths(spec: StudySpec, base: dict[str, Any], source: str, base_dir: str | None = None) -> list[str]:
     """The data / weights paths of the study's trials (``fixed`` and every searched value)
-    that are missing or unreadable on this machine: ``"key = 'path' problem; expected ..."``."""
+    that are missing or unreadable on this machine: ``"key = 'path' problem; expected ..."``.
+
+    The problems depend only on the path keys, so one valid trial config per distinct set of
+    searched path values is checked."""
     found: list[str] = []
+    seen: set[str] = set()
     for params in _combos(spec):
+        label = repr([(k, v) for k, v in params.items() if _touches_paths(k)])
+        if label in seen:
+            continue
         try:
             cfg = materialize(base, spec.fixed, params, spec.seeds[0])
         except (ConfigError, ValidationError):
             continue  # reported by _check_trials
+        seen.add(label)
         for problem in data_path_problems(cfg, base_dir):
             if problem not in found:
                 found.append(problem)
     return found
 
 
-def _format_train_error(e: ValidationError) -> str:
-    from splicemix.config import _format_validation_error
-
-    return _format_validation_error(e, "<study>", {}).replace("<study>: ", "")
-
-
-def load_study(path: str | Path, overrides: Sequence[str] = ()) -> tuple[StudySpec, dict, str]:
+def load_study(path: str | Path, overrides: Sequence[str] = ()) -> tuple[StudySpec, dict[str, Any], str]:
     """Read and validate a study YAML; return (spec, base config dict, the YAML text as run).
 
     ``overrides`` are ``key=value`` strings on the study file itself (``search.num_samples=4``,
@@ -403,6 +432,21 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> tuple[StudySp
     taken as a training key and added to ``fixed`` (``--set optim.lr=0.01``).
     """
     p = Path(path)
+    source = str(p)
+    raw = _read_study(p)
+    for item in overrides:
+        _apply_study_override(raw, item, source)
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as e:
+        raise StudyError(format_study_error(e, source)) from None
+    base = base_config_dict(spec, p)
+    _check_trials(spec, base, source)
+    return spec, base, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+
+
+def _read_study(p: Path) -> dict[str, Any]:
+    """The study file as a mapping, or a StudyError naming the file."""
     source = str(p)
     if not p.is_file():
         raise StudyError(f"study file {source!r} not found" + (" (it is a directory)" if p.is_dir() else "")
@@ -414,63 +458,52 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> tuple[StudySp
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise StudyError(f"{source}: expected a mapping (name, base, fixed, space, seeds, search, resources) at the top level, got {type(raw).__name__}")
+        raise StudyError(f"{source}: expected a mapping (name, base, fixed, space, seeds, search, resources) at the "
+                         f"top level, got {type(raw).__name__}")
     for key in ("fixed", "space"):
         if isinstance(raw.get(key), dict):
             bad = [k for k in raw[key] if not isinstance(k, str)]
             if bad:
-                raise StudyError(f"{source}: {key} has non-text keys {bad}; expected dotted training keys like optim.lr")
-    raw = _apply_study_overrides(raw, list(overrides), source)
-    try:
-        spec = StudySpec.model_validate(raw)
-    except ValidationError as e:
-        raise StudyError(_format_error(e, source)) from None
-    base = base_config_dict(spec, p)
-    _check_trials(spec, base, source)
-    return spec, base, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+                raise StudyError(f"{source}: {key} has non-text keys {bad}; expected dotted training keys like "
+                                 "optim.lr")
+    return raw
 
 
 _STUDY_KEYS = ("name", "description", "base", "fixed", "space", "seeds", "search", "resources")
 
 
-def _apply_study_overrides(raw: dict, overrides: list[str], source: str) -> dict:
-    for item in overrides:
-        if "=" not in item:
-            raise StudyError(f"--set {item!r}: expected key=value, e.g. search.num_samples=4 or optim.lr=0.01")
-        key, value = item.split("=", 1)
-        key = key.strip()
-        head = key.split(".", 1)[0]
+def _apply_study_override(raw: dict[str, Any], item: str, source: str) -> None:
+    """One ``--set`` on the study file (in place): ``space.<key>`` sets a searched key, another
+    study key (``search.num_samples``) is set as it is, and ``fixed.<key>`` or any other key is a
+    training key fixed for every trial (and no longer searched)."""
+    try:
+        key, value = parse_override(item)
+    except ConfigError as e:
+        raise StudyError(str(e)) from None
+    head, _, sub = key.partition(".")
+    if head == "space" and sub:
+        _section(raw, "space", item, source)[sub] = value
+    elif head in _STUDY_KEYS and not (head == "fixed" and sub):
         try:
-            parsed = safe_yaml(value)
-        except (yaml.YAMLError, ValueError, TypeError, RecursionError):
-            parsed = value
-        if head in ("fixed", "space") and "." in key:
-            raw.setdefault(head, {})
-            if not isinstance(raw[head], dict):
-                raise StudyError(f"{source} (from --set {item}): '{head}' is not a mapping")
-            sub = key.split(".", 1)[1]
-            if head == "fixed":
-                raw["fixed"][sub] = parsed
-                raw.get("space", {}).pop(sub, None) if isinstance(raw.get("space"), dict) else None
-            else:
-                raw["space"][sub] = parsed
-        elif head in _STUDY_KEYS:
-            try:
-                raw, _ = apply_overrides(raw, [item], source)
-            except ConfigError as e:
-                raise StudyError(str(e)) from None
-        else:  # a training key: fix it for every trial (and stop searching it)
-            raw.setdefault("fixed", {})
-            if not isinstance(raw["fixed"], dict):
-                raise StudyError(f"{source}: 'fixed' is not a mapping")
-            raw["fixed"][key] = parsed
-            if isinstance(raw.get("space"), dict):
-                raw["space"].pop(key, None)
-    return raw
+            set_dotted(raw, key, value)
+        except ConfigError as e:
+            raise StudyError(f"{source} (from --set {item}): {e}") from None
+    else:
+        training_key = sub if head == "fixed" else key
+        _section(raw, "fixed", item, source)[training_key] = value
+        if isinstance(raw.get("space"), dict):
+            raw["space"].pop(training_key, None)
+
+
+def _section(raw: dict[str, Any], head: str, item: str, source: str) -> dict[str, Any]:
+    section = raw.setdefault(head, {})
+    if not isinstance(section, dict):
+        raise StudyError(f"{source} (from --set {item}): '{head}' is not a mapping")
+    return section
 
 
 # --------------------------------------------------------------------------- smoke
-SMOKE_FIXED = {
+SMOKE_FIXED: dict[str, Any] = {  # the training keys --smoke fixes for every trial (tiny synthetic data, 1 epoch)
     "data.dataset": "synthetic",
     "data.synthetic.n_train": 128,
     "data.synthetic.n_val": 64,

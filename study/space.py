@@ -8,14 +8,22 @@ mappings) travel through Tune as JSON labels and are decoded in the trial
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .schema import Param, StudySpec
+
+if TYPE_CHECKING:
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import Searcher
 
 __all__ = ["param_space", "build_searcher", "build_scheduler", "decode_params", "SEED_KEY", "INDEX_KEY"]
 
 SEED_KEY = "train.seed"
 INDEX_KEY = "__trial_index__"  # set by Tune's Repeater: which of the seeds this repeat is
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _primitive(v: Any) -> bool:
@@ -65,7 +73,7 @@ def decode_params(spec: StudySpec, config: dict[str, Any]) -> tuple[dict[str, An
             v = json.loads(v)
         elif p.kind == "randint":
             v = int(v)
-        elif isinstance(v, float) and p.values is not None and all(isinstance(x, int) and not isinstance(x, bool) for x in p.values):
+        elif isinstance(v, float) and p.values is not None and all(_is_int(x) for x in p.values):
             v = int(v)
         params[key] = v
     if SEED_KEY in config:
@@ -77,7 +85,7 @@ def decode_params(spec: StudySpec, config: dict[str, Any]) -> tuple[dict[str, An
     return params, seed
 
 
-def build_searcher(spec: StudySpec):
+def build_searcher(spec: StudySpec) -> Searcher | None:
     """None for the grid (Tune's BasicVariantGenerator); Optuna TPE / random otherwise.
 
     With several seeds, Tune's ``Repeater`` runs every suggested configuration once per seed
@@ -93,16 +101,16 @@ def build_searcher(spec: StudySpec):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if s.algorithm == "tpe":
         n_startup = max(2, min(10, s.samples // 3))
-        sampler = optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=n_startup)
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=n_startup)
     else:
         sampler = optuna.samplers.RandomSampler(seed=s.seed)
-    searcher = OptunaSearch(sampler=sampler, metric=s.metric, mode=s.mode)
+    searcher: Searcher = OptunaSearch(sampler=sampler, metric=s.metric, mode=s.mode)
     if len(spec.seeds) > 1:
         searcher = Repeater(searcher, repeat=len(spec.seeds), set_index=True)
     return searcher
 
 
-def build_scheduler(spec: StudySpec, epochs: int):
+def build_scheduler(spec: StudySpec, epochs: int) -> TrialScheduler:
     """ASHA over epochs (``training_iteration``: one report per epoch), or FIFO."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 

@@ -192,6 +192,65 @@ def test_default_yaml_matches_the_builtin_defaults():
 
 
 def test_grid_larger_than_the_batch_fails_at_load():
-    with pytest.raises(ConfigError, match=r"mix.grids \['3x3'\] need more distinct source images .* train.batch_size 4"):
+    with pytest.raises(ConfigError, match=r"mix.grids \['3x3'\] need more distinct source images .* "
+                                          r"train.batch_size 4"):
         load_config(None, ["train.batch_size=4", "mix.grids=[3x3, 1x2]"])
     assert load_config(None, ["train.batch_size=4", "mix.grids=[3x3]", "mix.method=baseline"]).mix.method == "baseline"
+
+
+# --------------------------------------------------------------------------- one path, counted
+@pytest.fixture
+def spy_splicemix(monkeypatch):
+    """Counts the SpliceMix constructions of config validation."""
+    import splicemix.config.schema as schema
+
+    made = []
+
+    class Counting(schema.SpliceMix):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(schema, "SpliceMix", Counting)
+    return made
+
+
+def test_mix_settings_are_splicemix_kwargs():
+    """MixConfig goes one hop into SpliceMix: every keyword argument is a field of the same name."""
+    import inspect
+
+    from splicemix import SpliceMix
+    from splicemix.config import MixConfig
+
+    assert set(MixConfig().mixer_kwargs()) == set(inspect.signature(SpliceMix).parameters) - {"generator"}
+    assert MixConfig(grids="2x3", counts=[3]).mixer_kwargs()["counts"] == [3]
+
+
+def test_one_validation_constructs_splicemix_once(spy_splicemix):
+    cfg = load_config(None, ["mix.grids=[2x2, 1x2]", "train.batch_size=8"])
+    assert len(spy_splicemix) == 1  # MixConfig's check; TrainConfig's batch check reuses its grids
+    assert [str(g) for g in cfg.mix.grid_specs()] == ["2x2", "1x2"] and len(spy_splicemix) == 1
+    cfg.mix.grids = "2x3"  # validate_assignment: constructed again for the new settings
+    assert len(spy_splicemix) == 2 and [str(g) for g in cfg.mix.grid_specs()] == ["2x3"]
+    changed = cfg.mix.model_copy(update={"grids": "3x3"})  # not validated: rebuilt when asked
+    assert [str(g) for g in changed.grid_specs()] == ["3x3"] and len(spy_splicemix) == 3
+    with pytest.raises(ValueError, match=r"need more distinct source images .* train.batch_size 8"):
+        TrainConfig(mix=changed, train={"batch_size": 8})
+
+
+def test_parse_override_and_set_dotted():
+    from splicemix.config import parse_override, set_dotted
+
+    assert parse_override("--optim.lr=1e-3") == ("optim.lr", 0.001)
+    assert parse_override(" mix.grids = [2x2, 1x2]") == ("mix.grids", ["2x2", "1x2"])
+    assert parse_override("train.out_dir=runs/a=b") == ("train.out_dir", "runs/a=b")
+    assert parse_override("x=[1,") == ("x", "[1,")  # not YAML: the text
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_override("train.epochs")
+    raw: dict = {"train": {"epochs": 3}, "data": None}
+    set_dotted(raw, "data.synthetic.n_train", 10)
+    assert raw["data"] == {"synthetic": {"n_train": 10}}
+    with pytest.raises(ConfigError, match=r"^'train.epochs' is 3, not a section; cannot set 'train.epochs.x'$"):
+        set_dotted(raw, "train.epochs.x", 1)
+    with pytest.raises(ConfigError, match="malformed key"):
+        set_dotted(raw, "train..x", 1)

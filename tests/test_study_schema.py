@@ -103,7 +103,8 @@ def test_grid_algorithm_rejects_continuous(tmp_path):
 
 
 def test_seeds_with_asha_under_tpe_rejected(tmp_path):
-    msg = _err(tmp_path, "name: x\nseeds: [0, 1]\nsearch: {algorithm: tpe, scheduler: asha}\nspace: {optim.lr: {uniform: [0.1, 0.2]}}\n")
+    msg = _err(tmp_path, "name: x\nseeds: [0, 1]\nsearch: {algorithm: tpe, scheduler: asha}\n"
+                         "space: {optim.lr: {uniform: [0.1, 0.2]}}\n")
     assert "fifo" in msg
 
 
@@ -174,7 +175,8 @@ def test_param_space_and_decode_roundtrip(tmp_path):
 
 
 def test_grid_space_adds_seed_dimension(tmp_path):
-    p = _write(tmp_path, BASE + "name: x\nseeds: [0, 1, 2]\nsearch: {algorithm: grid}\nspace: {mix.mixed_ratio: {grid: [0.25, 0.5]}}\n")
+    p = _write(tmp_path, BASE + "name: x\nseeds: [0, 1, 2]\nsearch: {algorithm: grid}\n"
+                                "space: {mix.mixed_ratio: {grid: [0.25, 0.5]}}\n")
     spec, _, _ = load_study(p)
     space = param_space(spec)
     assert space["train.seed"] == {"grid_search": [0, 1, 2]}
@@ -240,7 +242,8 @@ def test_store_write_is_atomic(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- CLI
 def _cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "study.run", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "study.run", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
 
 
 def test_cli_help():
@@ -282,3 +285,47 @@ def test_trial_config_takes_relative_paths_from_the_study_directory(tmp_path):
     assert cfg.train.out_dir == "out" and cfg.train.progress is False
     cfg = trial_config(spec, base, {"model.pretrained": None}, str(tmp_path / "cache"), "out", "/work/dir")
     assert cfg.model.pretrained is None
+
+
+# --------------------------------------------------------------------------- validations, counted
+def test_validations_of_ratio_yaml(monkeypatch):
+    """A trial's config is one TrainConfig validation constructing SpliceMix once; the driver
+    validates each distinct trial config of ratio.yaml once (base, fixed, 4 ratios)."""
+    import splicemix.config.schema as config_schema
+    from splicemix.config import TrainConfig
+    from study.schema import check_paths
+    from study.trial import trial_config
+
+    counts = {"validations": 0, "splicemix": 0}
+
+    class CountingValidator:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def validate_python(self, *args, **kwargs):
+            counts["validations"] += 1
+            return self.inner.validate_python(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    class CountingSpliceMix(config_schema.SpliceMix):
+        def __init__(self, *args, **kwargs):
+            counts["splicemix"] += 1
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(TrainConfig, "__pydantic_validator__", CountingValidator(TrainConfig.__pydantic_validator__))
+    monkeypatch.setattr(config_schema, "SpliceMix", CountingSpliceMix)
+
+    def counted(fn):
+        counts.update(validations=0, splicemix=0)
+        out = fn()
+        return out, dict(counts)
+
+    (spec, base, _), n = counted(lambda: load_study(ROOT / "search_spaces" / "ratio.yaml"))
+    assert n == {"validations": 6, "splicemix": 6}  # was 10 validations, 20 SpliceMix
+    _, n = counted(lambda: check_paths(spec, base, "ratio.yaml", str(ROOT)))
+    assert n == {"validations": 1, "splicemix": 1}  # was 4 and 8: no path key is searched
+    cfg, n = counted(lambda: trial_config(spec, base, {"mix.mixed_ratio": 0.5, "train.seed": 1}, "cache", "out", "/w"))
+    assert n == {"validations": 1, "splicemix": 1}  # was 1 and 2
+    assert cfg.mix.mixed_ratio == 0.5 and cfg.train.seed == 1
