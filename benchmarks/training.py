@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, default_collate
 from splicemix import SpliceCollate, SpliceMix
 from splicemix.data import CocoMultiLabel, build_transforms
 from splicemix.data.synthetic import SyntheticConfig, ensure_synthetic
+from splicemix.engine.loop import StepModule
 from splicemix.models import build_model
-from splicemix.train import _StepModule
 
 from .table import Row
 from .timing import interleaved
@@ -66,7 +66,7 @@ class _Step:
         self.net = build_model("resnet18", num_classes, pretrained=None, image_size=size).to(device)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.module = _StepModule(self.net, False, 0.0, False).train()
+        self.module = StepModule(self.net, False, 0.0, False).train()
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=1e-4, weight_decay=1e-4)
         self.device, self.amp, self.channels_last = device, amp, channels_last
         self.amp_dtype = torch.bfloat16 if (device.type == "cpu" or torch.cuda.is_bf16_supported()) else torch.float16
@@ -109,7 +109,8 @@ def run(quick: bool, device: torch.device) -> list[Row]:
         step_rate = batch / (t_step * 1e-3)
         name = f"resnet18 {size}px B={batch}+{images.shape[0] - batch} [{device.type}]"
         rows.append(Row(SUITE, f"train step, {name}", t_step, unit="ms",
-                        note=f"SpliceMix('default') in place + forward/BCE/backward/AdamW; {step_rate:.1f} regular img/s"))
+                        note=f"SpliceMix('default') in place + forward/BCE/backward/AdamW; "
+                             f"{step_rate:.1f} regular img/s"))
         rows.append(Row(SUITE, "mixing share of the step", t_mix, t_step, unit="ms",
                         target=f"<= {SHARE_TARGET:.0%} of step", met=None if quick else t_mix <= SHARE_TARGET * t_step,
                         note="ours = mixing alone (in place into SpliceCollate's buffer), reference = whole step"))
@@ -126,7 +127,8 @@ def run(quick: bool, device: torch.device) -> list[Row]:
             rate = _loader_rate(ds, batch, workers, collate, epochs=1 if quick else 2, pin=pin)
             rows.append(Row(SUITE, f"loader alone, workers={workers}", rate, step_rate, unit="img/s",
                             target=">= training step img/s", met=None if quick else rate >= step_rate,
-                            note="JPEG decode + train transforms + SpliceCollate; reference = regular img/s of the step"))
+                            note="JPEG decode + train transforms + SpliceCollate; "
+                                 "reference = regular img/s of the step"))
 
         # -- CUDA: mixed precision and channels_last ------------------------------------------
         if device.type == "cuda":

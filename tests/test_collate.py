@@ -272,19 +272,19 @@ def test_trainer_collate_path_equals_plain_path(tmp_path, workers):
     """The batches the trainer mixes through SpliceCollate equal the old default-collate path."""
     from splicemix.config import load_config
     from splicemix.data.synthetic import SyntheticConfig, ensure_synthetic
-    from splicemix.train import _build_data, _worker_init
+    from splicemix.engine.data import build_data, worker_init
 
     knobs = dict(n_train=48, n_val=8, image_size=32, seed=0)
     root = ensure_synthetic(tmp_path / "syn", SyntheticConfig(**knobs))
     cfg = load_config(None, [f"data.root={root}", *(f"data.synthetic.{k}={v}" for k, v in knobs.items()),
                              "data.image_size=32", "train.batch_size=16", "train.progress=false"])
-    data = _build_data(cfg, 0, False)
+    data = build_data(cfg)
 
     def epoch(collate):
         torch.manual_seed(0)
         mixer = SpliceMix(generator=torch.Generator().manual_seed(5), **cfg.mix.mixer_kwargs())
         loader = DataLoader(data.train, batch_size=16, shuffle=True, drop_last=True, num_workers=workers,
-                            worker_init_fn=_worker_init, generator=torch.Generator().manual_seed(7), collate_fn=collate)
+                            worker_init_fn=worker_init, generator=torch.Generator().manual_seed(7), collate_fn=collate)
         out = []
         for batch in loader:
             if collate is None:

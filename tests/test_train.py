@@ -143,11 +143,11 @@ def test_hide_labels_fraction_and_determinism():
 
 
 def test_missing_label_ratio_hides_training_labels_only(tiny_root, tmp_path):
-    from splicemix.train import _build_data
+    from splicemix.engine.data import build_data
 
     cfg = load_config(None, tiny_overrides(tiny_root, tmp_path, "data.missing_label_ratio=0.4"))
     full = load_config(None, tiny_overrides(tiny_root, tmp_path))
-    d, d_full = _build_data(cfg, 0, False), _build_data(full, 0, False)
+    d, d_full = build_data(cfg), build_data(full)
     t, t_full = d.train.targets, d_full.train.targets
     n_pos = int(t_full.sum())
     assert int((t_full - t).sum()) == round(0.4 * n_pos)
@@ -160,17 +160,66 @@ def test_missing_label_ratio_hides_training_labels_only(tiny_root, tmp_path):
 
 # --------------------------------------------------------------------------- schedule
 def test_lr_schedule_warmup_step_cosine():
-    from splicemix.train import _lr_lambda
+    from splicemix.engine.optim import lr_lambda
 
     cfg = load_config(None, ["train.epochs=4", "optim.warmup_epochs=1", "optim.schedule=step",
                              "optim.milestones=[2, 3]", "optim.gamma=0.1"])
-    f = _lr_lambda(cfg, iters_per_epoch=10)
+    f = lr_lambda(cfg, iters_per_epoch=10)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)  # linear warm-up per iteration
     assert f(10) == 1.0 and f(19) == 1.0 and f(20) == pytest.approx(0.1) and f(30) == pytest.approx(0.01)
     cfg = load_config(None, ["train.epochs=4", "optim.warmup_epochs=0", "optim.schedule=cosine"])
-    f = _lr_lambda(cfg, iters_per_epoch=10)
+    f = lr_lambda(cfg, iters_per_epoch=10)
     assert f(0) == 1.0 and f(20) == pytest.approx(0.5) and f(39) < 0.01
-    assert _lr_lambda(load_config(None, ["optim.schedule=constant", "optim.warmup_epochs=0"]), 10)(123) == 1.0
+    assert lr_lambda(load_config(None, ["optim.schedule=constant", "optim.warmup_epochs=0"]), 10)(123) == 1.0
+
+
+# --------------------------------------------------------------------------- engine units
+def test_diverged_loss_raises_a_typed_floating_point_error():
+    from splicemix.engine.loop import EpochStats
+    from splicemix.train import TrainingDiverged
+
+    stats = EpochStats(loss_sum=float("nan"), cl_sum=0.0, batches=4.0, images=64.0, regular=64.0, lr=0.1,
+                       train_time_s=1.0)
+    with pytest.raises(TrainingDiverged) as e:
+        stats.metrics(3, "baseline")
+    assert isinstance(e.value, FloatingPointError)
+    assert str(e.value) == "training diverged: the loss of epoch 3 is nan; lower optim.lr or enable optim.grad_clip"
+    ok = EpochStats(8.0, 2.0, 4.0, 80.0, 64.0, 0.1, 2.0)
+    assert ok.metrics(1, "splicemix_cl") == {"epoch": 1, "method": "splicemix_cl", "train_loss": 2.0,
+                                             "cl_loss": 0.5, "lr": 0.1}
+    assert ok.timing(0.5, 3.0)["regular_images_per_s"] == 32.0
+
+
+def test_train_state_round_trip_and_mismatch(tmp_path):
+    from splicemix.engine.dist import DistContext
+    from splicemix.engine.optim import Optimization
+    from splicemix.engine.rundir import RunDir
+    from splicemix.engine.state import TrainState
+    from splicemix.models import build_model
+
+    cfg = load_config(None, ["train.epochs=2", "model.name=smallcnn"])
+    ctx = DistContext.from_config(load_config(None, ["train.device=cpu"]).train)
+    assert (ctx.rank, ctx.world, ctx.is_main, ctx.amp) == (0, 1, True, False)
+
+    def state(num_classes: int) -> TrainState:
+        torch.manual_seed(0)
+        net = build_model("smallcnn", num_classes, image_size=32)
+        return TrainState(net, Optimization.build(cfg, net, 4, ctx), torch.Generator(), ctx.device)
+
+    a = state(5)
+    a.record({"epoch": 1, "mAP": 40.0})
+    a.record({"epoch": 2, "mAP": 30.0})
+    run = RunDir(tmp_path)
+    a.save(run, cfg, ctx.world)
+    ckpt = run.load_checkpoint()
+    assert list(ckpt) == ["epoch", "model", "optimizer", "scheduler", "scaler", "mixer_generator", "rng",
+                          "best_mAP", "best_epoch", "last_metrics", "config", "world_size"]
+    b = state(5)
+    b.resume(run, cfg, log=lambda msg: None)
+    assert (b.epoch, b.best_map, b.best_epoch, b.last_metrics) == (2, 40.0, 1, {"epoch": 2, "mAP": 30.0})
+    assert b.result() == {"epoch": 2, "mAP": 30.0, "best_mAP": 40.0, "best_epoch": 1}
+    with pytest.raises(ValueError, match="cannot resume from .*checkpoint.pt: it does not match this model"):
+        state(7).resume(run, cfg, log=lambda msg: None)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -1,0 +1,129 @@
+"""``train(cfg, report=None)``: one whole training job, wired from the engine's parts.
+
+Read top to bottom: the process context, the data, the model, the mixer, the loader, the
+optimiser, the resume; then per epoch train, evaluate, print, save, report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from splicemix.collate import SpliceCollate
+from splicemix.config import TrainConfig, config_to_yaml
+from splicemix.mixing import SpliceMix
+from splicemix.models import build_model
+
+from .data import TrainData, build_data, expand_path, train_loader
+from .dist import DistContext, torch_settings
+from .loop import StepModule, evaluate, format_line, progress_enabled, seed_all, seed_epoch, train_one_epoch
+from .optim import Optimization
+from .rundir import RunDir
+from .state import TrainState
+
+__all__ = ["train"]
+
+
+def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dict:
+    """Train and evaluate one configuration; return the last epoch's metrics plus best_mAP / best_epoch.
+
+    ``report(metrics)`` is called once per epoch on every rank, after evaluation and after
+    the checkpoint of that epoch has been saved (so a caller may stop the run from it).
+    Metrics are percentages (mAP 84.4); timings are in seconds.
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"train() expects a TrainConfig (see splicemix.config.load_config), got {type(cfg).__name__}")
+    ctx = DistContext.from_config(cfg.train)
+    with torch_settings(cfg.train, ctx.device):
+        return _run(cfg, ctx, report)
+
+
+def _run(cfg: TrainConfig, ctx: DistContext, report: Callable[[dict], None] | None) -> dict:
+    """Set up, then per epoch: train, evaluate, print, save, report."""
+    tc, run = cfg.train, RunDir(cfg.train.out_dir)
+    seed_all(tc.seed)
+    data = build_data(cfg, ctx)
+    _check_one_batch(len(data.train), tc.batch_size, ctx.world)  # type: ignore[arg-type]
+
+    torch.manual_seed(tc.seed)  # the same initial weights on every rank
+    net = _model(cfg, data.num_classes, ctx.device)
+    step = ctx.wrap(StepModule(net, cfg.mix.method == "splicemix_cl", cfg.mix.cl_weight, cfg.mix.cl_detach))
+
+    # Per epoch, the data order (load_gen) and the mixing (mix_gen) are re-seeded from (seed, epoch, rank).
+    # With a mixer, the collate reserves the rows of the mixed images after each batch (SpliceBatch).
+    load_gen, mix_gen = torch.Generator(), torch.Generator()
+    mixer = SpliceMix(generator=mix_gen, **cfg.mix.mixer_kwargs()) if cfg.mix.method != "baseline" else None
+    collate = SpliceCollate(mixer.max_mixed(tc.batch_size)) if mixer is not None else None
+    loader, sampler = train_loader(data.train, cfg, ctx, load_gen, collate)
+    opt = Optimization.build(cfg, net, len(loader), ctx)
+
+    state = TrainState(net, opt, mix_gen, ctx.device)
+    if tc.resume:
+        state.resume(run, cfg, ctx.log)
+    if ctx.is_main:
+        run.write_config(config_to_yaml(cfg))
+        run.start_metrics(keep_until=state.epoch)
+    ctx.log(_summary(cfg, data, net, mixer, ctx, len(loader), run))
+
+    bar = progress_enabled(cfg, ctx.rank)
+    for epoch in range(state.epoch, tc.epochs):
+        t0 = time.perf_counter()
+        seed_epoch(tc.seed, epoch, ctx.rank, load_gen, mix_gen)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        stats = train_one_epoch(step, net, loader, opt, mixer, ctx, channels_last=tc.channels_last,
+                                progress=f"epoch {epoch + 1}/{tc.epochs}" if bar else None)
+        metrics = stats.metrics(epoch + 1, cfg.mix.method)  # raises TrainingDiverged
+
+        t1 = time.perf_counter()
+        # BatchNorm running statistics drift apart on each rank after the last forward;
+        # evaluate (and checkpoint) rank 0's, so the sharded evaluation scores one model
+        ctx.broadcast_buffers(net)
+        if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
+            metrics.update(evaluate(net, data, cfg, ctx))
+        metrics.update(stats.timing(eval_time_s=time.perf_counter() - t1, epoch_time_s=time.perf_counter() - t0))
+        state.record(metrics)
+
+        if ctx.is_main:
+            print(format_line(metrics, tc.epochs), flush=True)
+            run.append_metrics(metrics)
+            state.save(run, cfg, ctx.world)
+        if report is not None:
+            report(dict(metrics))
+    return state.result()
+
+
+def _check_one_batch(n_train: int, batch_size: int, world: int) -> None:
+    if n_train < batch_size * world:
+        raise ValueError(
+            f"the training set has {n_train} images, fewer than one batch "
+            f"(train.batch_size {batch_size} x {world} processes); lower train.batch_size"
+        )
+
+
+def _model(cfg: TrainConfig, num_classes: int, device: torch.device) -> nn.Module:
+    net = build_model(cfg.model.name, num_classes, pretrained=expand_path(cfg.model.pretrained),
+                      image_size=cfg.data.image_size, pool=cfg.model.pool).to(device)
+    if cfg.train.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def _summary(cfg: TrainConfig, data: TrainData, net: nn.Module, mixer: SpliceMix | None, ctx: DistContext,
+             iters: int, run: RunDir) -> str:
+    """The run's first line: data, model, method, device and length."""
+    n_params = sum(p.numel() for p in net.parameters())
+    n_train, n_val = len(data.train), len(data.val)  # type: ignore[arg-type]
+    parts: list[Any] = [
+        f"splicemix.train: {cfg.data.dataset} {n_train} train / {n_val} val images, {data.num_classes} classes",
+        f"{cfg.model.name} ({n_params / 1e6:.2f} M params) @ {cfg.data.image_size}px",
+        cfg.mix.method + (f" {mixer!r}" if mixer is not None else ""),
+    ]
+    if cfg.data.missing_label_ratio:
+        parts.append(f"{data.hidden_fraction:.1%} of positive labels hidden")
+    parts += [ctx.describe(), f"{cfg.train.epochs} epochs x {iters} iterations", f"out {run.path}"]
+    return " | ".join(parts)
