@@ -6,27 +6,49 @@ paper's open questions and claims, paper figures, and the ``answers.md`` report.
     print(q2_ratio_by_data(df).verdict)
 
 Command line: ``python -m analysis.report STUDY_DIR... --out DIR``. Figures live in
-:mod:`analysis.plots` (imported on demand: it needs matplotlib and seaborn).
+:mod:`analysis.plots` (imported on demand: it needs matplotlib and seaborn). Reads Parquet and
+JSON only: nothing from ``study/`` or Ray is imported; result names and grids come from
+:mod:`splicemix.results` and :mod:`splicemix.grids`.
 """
 
-from .load import (ALIASES, METRICS, StudyLoadError, check_study_dir, completed, load_history, load_provenance,
-                   load_studies, status_counts, tidy_trials)
-from .questions import Answer, answer_all, claims, parse_grid, q1_grid_scaling, q2_ratio_by_data, q3_cl_vit, varying
+from pathlib import Path
+
+from .load import (
+    ALIASES,
+    METRICS,
+    StudyLoadError,
+    check_study_dir,
+    completed,
+    load_history,
+    load_provenance,
+    load_studies,
+    status_counts,
+    tidy_trials,
+)
+from .questions import (
+    Answer,
+    answer_all,
+    claims,
+    grid_spec,
+    parse_grid,
+    q1_grid_scaling,
+    q2_ratio_by_data,
+    q3_cl_vit,
+    varying,
+)
 from .stats import CI, ArgmaxResult, argmax_ci, diff_ci, mean_ci, paired_diff, paired_values, quad_vertex, summarize
 
 __all__ = [
     "ALIASES", "METRICS", "StudyLoadError", "check_study_dir", "completed", "load_history", "load_provenance",
     "load_studies", "status_counts", "tidy_trials",
     "CI", "ArgmaxResult", "argmax_ci", "diff_ci", "mean_ci", "paired_diff", "paired_values", "quad_vertex", "summarize",
-    "Answer", "answer_all", "claims", "parse_grid", "q1_grid_scaling", "q2_ratio_by_data", "q3_cl_vit", "varying",
-    "repo_root",
+    "Answer", "answer_all", "claims", "grid_spec", "parse_grid", "q1_grid_scaling", "q2_ratio_by_data", "q3_cl_vit",
+    "varying", "repo_root",
 ]
 
 
-def repo_root(start: str | None = None):
+def repo_root(start: str | None = None) -> Path:
     """The directory holding ``pyproject.toml``, walking up from ``start`` (default: the cwd)."""
-    from pathlib import Path
-
     p = Path(start or ".").resolve()
     for d in (p, *p.parents):
         if (d / "pyproject.toml").is_file():

@@ -2,7 +2,7 @@
 
 A study directory holds ``trials.parquet`` (one row per trial), ``history.parquet`` (one row per
 trial per epoch), ``provenance.json`` and ``study.yaml``. Only Parquet and JSON are read here:
-nothing from ``study/`` or Ray is imported.
+nothing from ``study/`` or Ray is imported; the column names come from :mod:`splicemix.results`.
 
 :func:`load_studies` returns one row per trial with the short aliases the analyses use:
 
@@ -11,7 +11,8 @@ nothing from ``study/`` or Ray is imported.
 ``method``     ``cfg.mix.method`` (baseline | splicemix | splicemix_cl)
 ``arm``        ``"baseline"`` when no image is mixed (method baseline or ratio 0), else ``method``
 ``model``      ``cfg.model.name``
-``ratio``      ``cfg.mix.mixed_ratio`` (a baseline trial counts as 0; null is the preset's 0.25)
+``ratio``      ``cfg.mix.mixed_ratio`` (a baseline trial counts as 0; null is the presets' 0.25,
+               ``splicemix.grids.DEFAULT_MIXED_RATIO``)
 ``grid``       ``cfg.mix.grids`` as text (``"2x2"``, ``"default"``, ``"1x2+2x2"`` for a list)
 ``n_train``    ``cfg.data.synthetic.n_train`` (synthetic data; else ``cfg.data.train_limit``)
 ``imbalance``  ``cfg.data.synthetic.imbalance`` (synthetic data; else NaN)
@@ -30,25 +31,31 @@ from __future__ import annotations
 
 import json
 import math
-import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from splicemix.grids import DEFAULT_MIXED_RATIO
+from splicemix.results import COMMON_PAIRS, MAP, RARE_PAIRS, Status, cfg_column, final, low_res_column
+
 __all__ = [
-    "StudyLoadError", "TRIALS_FILE", "HISTORY_FILE", "ALIASES", "METRICS", "check_study_dir",
-    "load_studies", "load_history", "study_names", "low_res_column", "load_provenance", "tidy_trials", "completed", "status_counts",
+    "StudyLoadError", "TRIALS_FILE", "HISTORY_FILE", "ALIASES", "METRICS", "COMPLETED", "DEFAULT_RATIO",
+    "check_study_dir", "load_studies", "load_history", "study_names", "low_res_column", "load_provenance",
+    "tidy_trials", "completed", "status_counts",
 ]
 
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
 PROVENANCE_FILE = "provenance.json"
 META_KEY = b"splicemix"
-#: ``mix.mixed_ratio: null`` means the preset's ratio (configs/default.yaml)
-DEFAULT_RATIO = 0.25
+#: ``mix.mixed_ratio: null`` means the preset's ratio: :data:`splicemix.grids.DEFAULT_MIXED_RATIO`
+DEFAULT_RATIO = DEFAULT_MIXED_RATIO
+#: the status of a trial that ran every planned epoch (the only trials the answers use)
+COMPLETED = Status.COMPLETED.value
 
 #: the alias columns :func:`tidy_trials` adds
 ALIASES = ["study", "trial_id", "status", "method", "arm", "model", "ratio", "grid", "n_train", "imbalance", "seed",
@@ -118,11 +125,36 @@ def _num(s: pd.Series) -> pd.Series:
     return pd.to_numeric(s, errors="coerce").astype(float)
 
 
-def low_res_column(columns: Iterable[str], prefix: str = "final_") -> tuple[str | None, int | None]:
-    """The ``<prefix>mAP@S`` column with the smallest S among ``columns`` (and S), or (None, None)."""
-    pat = re.compile(rf"^{re.escape(prefix)}mAP@(\d+)$")
-    found = sorted((int(m.group(1)), c) for c in columns if (m := pat.match(c)))
-    return (found[0][1], found[0][0]) if found else (None, None)
+def _cfg(raw: pd.DataFrame, key: str, default: Any = np.nan) -> pd.Series:
+    """The config column ``cfg.<key>`` of ``raw`` (``default`` where the study did not record it)."""
+    return _col(raw, cfg_column(key), default)
+
+
+def _ratio(raw: pd.DataFrame, method: pd.Series) -> pd.Series:
+    """``mix.mixed_ratio`` as a number: 0 for a baseline trial; null means :data:`DEFAULT_RATIO` unless
+    exact counts are given (then, like a non-numeric ratio such as ``"paper"``, it stays NaN)."""
+    raw_ratio = _cfg(raw, "mix.mixed_ratio")
+    ratio = _num(raw_ratio).where(~(raw_ratio.isna() & _cfg(raw, "mix.counts").isna()), DEFAULT_RATIO)
+    return ratio.where(method != "baseline", 0.0)
+
+
+def _add_data(df: pd.DataFrame, raw: pd.DataFrame) -> None:
+    """``dataset``, and the data cell: ``n_train`` and ``imbalance`` (synthetic) or the train limit."""
+    dataset = _cfg(raw, "data.dataset", "synthetic").fillna("synthetic").astype(str)
+    df["dataset"] = dataset
+    synth = dataset == "synthetic"
+    df["n_train"] = _num(_cfg(raw, "data.synthetic.n_train")).where(synth, _num(_cfg(raw, "data.train_limit")))
+    df["imbalance"] = _num(_cfg(raw, "data.synthetic.imbalance")).where(synth, np.nan)
+
+
+def _add_metrics(df: pd.DataFrame, raw: pd.DataFrame) -> None:
+    """The last epoch's metric aliases of :data:`METRICS` (and ``low_size``), in percent as stored."""
+    df["mAP"] = _num(_col(raw, final(MAP)))
+    low_col, low_size = low_res_column(raw.columns)
+    df["mAP_low"] = _num(raw[low_col]) if low_col else np.nan
+    df["low_size"] = float(low_size) if low_size else np.nan
+    df["mAP_rare"] = _num(_col(raw, final(RARE_PAIRS)))
+    df["mAP_common"] = _num(_col(raw, final(COMMON_PAIRS)))
 
 
 def tidy_trials(raw: pd.DataFrame, study: str) -> pd.DataFrame:
@@ -131,38 +163,19 @@ def tidy_trials(raw: pd.DataFrame, study: str) -> pd.DataFrame:
     df["study"] = study
     if "trial_id" not in df.columns:
         df["trial_id"] = [f"{study}-{i}" for i in range(len(df))]
-    df["status"] = _col(raw, "status", "completed").fillna("completed").astype(str)
-    df["method"] = _col(raw, "cfg.mix.method", "splicemix").fillna("splicemix").astype(str)
-    df["model"] = _col(raw, "cfg.model.name", "unknown").fillna("unknown").astype(str)
-    raw_ratio = _col(raw, "cfg.mix.mixed_ratio")
-    ratio = _num(raw_ratio)
-    # null means the preset's 0.25 (configs/default.yaml) unless exact counts are given; "paper" stays NaN
-    counts = _col(raw, "cfg.mix.counts")
-    ratio = ratio.where(~(raw_ratio.isna() & counts.isna()), DEFAULT_RATIO)
-    df["ratio"] = ratio.where(df["method"] != "baseline", 0.0)
+    df["status"] = _col(raw, "status", COMPLETED).fillna(COMPLETED).astype(str)
+    df["method"] = _cfg(raw, "mix.method", "splicemix").fillna("splicemix").astype(str)
+    df["model"] = _cfg(raw, "model.name", "unknown").fillna("unknown").astype(str)
+    df["ratio"] = _ratio(raw, df["method"])
     df["arm"] = np.where((df["method"] == "baseline") | (df["ratio"] == 0), "baseline", df["method"])
-    df["grid"] = _col(raw, "cfg.mix.grids").map(_grid_text).astype(object)
-    dataset = _col(raw, "cfg.data.dataset", "synthetic").fillna("synthetic").astype(str)
-    df["dataset"] = dataset
-    synth = dataset == "synthetic"
-    n_train = _num(_col(raw, "cfg.data.synthetic.n_train"))
-    limit = _num(_col(raw, "cfg.data.train_limit"))
-    df["n_train"] = n_train.where(synth, limit)
-    df["imbalance"] = _num(_col(raw, "cfg.data.synthetic.imbalance")).where(synth, np.nan)
+    df["grid"] = _cfg(raw, "mix.grids").map(_grid_text).astype(object)
+    _add_data(df, raw)
     seed = _col(raw, "seed")
-    if seed.isna().all():
-        seed = _col(raw, "cfg.train.seed")
-    df["seed"] = _num(seed).astype("Int64")
-    df["cl_weight"] = _num(_col(raw, "cfg.mix.cl_weight"))
-    epochs = _num(_col(raw, "cfg.train.epochs"))
-    df["epochs"] = epochs.fillna(_num(_col(raw, "epochs_planned")))
-    df["image_size"] = _num(_col(raw, "cfg.data.image_size"))
-    df["mAP"] = _num(_col(raw, "final_mAP"))
-    low_col, low_size = low_res_column(raw.columns)
-    df["mAP_low"] = _num(raw[low_col]) if low_col else np.nan
-    df["low_size"] = float(low_size) if low_size else np.nan
-    df["mAP_rare"] = _num(_col(raw, "final_mAP_rare_pairs"))
-    df["mAP_common"] = _num(_col(raw, "final_mAP_common_pairs"))
+    df["seed"] = _num(seed if not seed.isna().all() else _cfg(raw, "train.seed")).astype("Int64")
+    df["cl_weight"] = _num(_cfg(raw, "mix.cl_weight"))
+    df["epochs"] = _num(_cfg(raw, "train.epochs")).fillna(_num(_col(raw, "epochs_planned")))
+    df["image_size"] = _num(_cfg(raw, "data.image_size"))
+    _add_metrics(df, raw)
     return df
 
 
@@ -175,7 +188,8 @@ def load_studies(*dirs: str | Path) -> pd.DataFrame:
     if not dirs:
         raise StudyLoadError("no study directory given (expected at least one directory holding trials.parquet)")
     paths = [check_study_dir(d) for d in dirs]
-    frames = [tidy_trials(_read_parquet(p / TRIALS_FILE), name) for p, name in zip(paths, study_names(paths))]
+    names = study_names(paths)
+    frames = [tidy_trials(_read_parquet(p / TRIALS_FILE), name) for p, name in zip(paths, names, strict=True)]
     out = pd.concat(frames, ignore_index=True, sort=False)
     lead = [c for c in ALIASES if c in out.columns]
     return out[lead + [c for c in out.columns if c not in lead]]
@@ -199,7 +213,7 @@ def load_history(*dirs: str | Path) -> pd.DataFrame:
     trials = load_studies(*dirs)
     frames = []
     paths = [check_study_dir(d) for d in dirs]
-    for p, name in zip(paths, study_names(paths)):
+    for p, name in zip(paths, study_names(paths), strict=True):
         f = p / HISTORY_FILE
         if not f.is_file():
             continue
@@ -250,11 +264,11 @@ def load_provenance(path: str | Path) -> dict[str, Any]:
 
 def completed(df: pd.DataFrame) -> pd.DataFrame:
     """The trials with status ``completed`` and a finite ``mAP`` (the ones every answer uses)."""
-    return df[(df["status"] == "completed") & df["mAP"].notna()]
+    return df[(df["status"] == COMPLETED) & df["mAP"].notna()]
 
 
 def status_counts(df: pd.DataFrame) -> dict[str, int]:
     """``{status: number of trials}`` (``completed`` first)."""
     vc = df["status"].value_counts()
-    order = ["completed"] + sorted(s for s in vc.index if s != "completed")
-    return {s: int(vc.get(s, 0)) for s in order if s in vc.index or s == "completed"}
+    order = [COMPLETED] + sorted(s for s in vc.index if s != COMPLETED)
+    return {s: int(vc.get(s, 0)) for s in order if s in vc.index or s == COMPLETED}

@@ -12,8 +12,9 @@ Outside a Jupyter kernel the Agg backend is used (no display needed).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import matplotlib
 import matplotlib.ticker
@@ -27,8 +28,10 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .load import completed  # noqa: E402
+from .load import COMPLETED  # noqa: E402
+from .prose import METHOD_NAMES  # noqa: E402
 from .questions import Answer, claims, q1_grid_scaling, q2_ratio_by_data, q3_cl_vit  # noqa: E402
+from .questions.common import PAPER_RATIO  # noqa: E402
 from .stats import mean_ci, paired_values  # noqa: E402
 
 __all__ = ["NoData", "set_style", "fig_grid_scaling", "fig_ratio_by_data", "fig_cl_gain", "fig_claims",
@@ -36,7 +39,6 @@ __all__ = ["NoData", "set_style", "fig_grid_scaling", "fig_ratio_by_data", "fig_
 
 MAP_LABEL = "mAP (%)"
 GAIN_LABEL = "difference (mAP points)"
-_METHOD = {"baseline": "baseline", "splicemix": "SpliceMix", "splicemix_cl": "SpliceMix-CL"}
 
 
 class NoData(ValueError):
@@ -57,12 +59,13 @@ def _ci_fn(level: float) -> Callable[[Any], tuple[float, float]]:
 
 
 def _lv(v: Any) -> str:
+    """A level as a figure label (0.25 -> "0.25", 2000.0 -> "2000")."""
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
-def _dots_ci(ax: plt.Axes, data: pd.DataFrame, x: str, y: str, hue: Optional[str] = None,
-             order: Optional[Sequence] = None, hue_order: Optional[Sequence] = None, level: float = 0.95,
-             join: bool = False, palette: Any = None, dodge: Optional[bool] = None) -> None:
+def _dots_ci(ax: plt.Axes, data: pd.DataFrame, x: str, y: str, hue: str | None = None,
+             order: Sequence | None = None, hue_order: Sequence | None = None, level: float = 0.95,
+             join: bool = False, palette: Any = None, dodge: bool | None = None) -> None:
     """Points per seed (strip) and the mean ± interval (point), dodged consistently by ``hue``
     (``dodge=False`` when ``hue`` only colours the x levels)."""
     n_h = len(hue_order) if (hue and hue_order is not None) else (data[hue].nunique() if hue else 1)
@@ -92,11 +95,12 @@ def _ci_note(level: float) -> str:
     return f"points: one trial (seed) each; diamonds: mean with {level:.0%} t interval over seeds"
 
 
-def _answer(x: pd.DataFrame | Answer, fn: Callable[..., Answer], level: float) -> Answer:
+def _answer(x: pd.DataFrame | Answer, fn: Callable[..., Answer], level: float) -> tuple[Answer, pd.DataFrame]:
+    """The answer a figure draws (computed with 200 resamples when given trials) and a copy of its trials."""
     a = x if isinstance(x, Answer) else fn(x, level=level, n_boot=200)
     if not a.answerable or a.data is None:
         raise NoData(a.verdict)
-    return a
+    return a, a.data.copy()
 
 
 def _setting(d: pd.DataFrame) -> str:
@@ -110,8 +114,7 @@ def _setting(d: pd.DataFrame) -> str:
 def fig_grid_scaling(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
     """Q1: mAP per grid (ordered by number of cells) and each grid's seed-paired difference from 2x2."""
     set_style()
-    a = _answer(data, q1_grid_scaling, level)
-    d = a.data.copy()
+    a, d = _answer(data, q1_grid_scaling, level)
     order = list(a.tables["by_grid"]["grid"])
     d["cells"] = d["cells"].astype(int).astype(str) + " cells"
     cell_order = [f"{c} cells" for c in sorted(a.tables["by_grid"]["cells"].unique())]
@@ -137,15 +140,14 @@ def fig_grid_scaling(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure
 def fig_ratio_by_data(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
     """Q2: mAP vs mixed ratio, one panel per class imbalance, one colour per training-set size."""
     set_style()
-    a = _answer(data, q2_ratio_by_data, level)
-    d = a.data.copy()
+    a, d = _answer(data, q2_ratio_by_data, level)
     d["n_train_lab"] = d["n_train"].map(lambda v: f"{v:g}" if pd.notna(v) else "n/a")
     hue_order = [f"{v:g}" for v in sorted(d["n_train"].dropna().unique())] or ["n/a"]
     imbs = sorted(d["imbalance"].dropna().unique()) or [np.nan]
     order = sorted(d["ratio"].unique())
     fig, axes = plt.subplots(1, len(imbs), figsize=(4.6 * len(imbs) + 0.6, 4), squeeze=False, sharey=False)
     best = a.tables["best"]
-    for ax, imb in zip(axes[0], imbs):
+    for ax, imb in zip(axes[0], imbs, strict=True):
         sub = d[d["imbalance"] == imb] if pd.notna(imb) else d
         _dots_ci(ax, sub, "ratio", "mAP", hue="n_train_lab", order=order, hue_order=hue_order, level=level,
                  join=True)
@@ -164,16 +166,16 @@ def fig_ratio_by_data(data: pd.DataFrame | Answer, level: float = 0.95) -> Figur
 def fig_cl_gain(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
     """Q3: mAP per model and method, and the seed-paired gains (CL − SpliceMix, SpliceMix − baseline)."""
     set_style()
-    a = _answer(data, q3_cl_vit, level)
-    d = a.data.copy()
-    d["method_lab"] = d["arm"].map(lambda m: _METHOD.get(m, m))
+    a, d = _answer(data, q3_cl_vit, level)
+    d["method_lab"] = d["arm"].map(lambda m: METHOD_NAMES.get(m, m))
     models = sorted(d["model"].unique())
     arms = [m for m in ["baseline", "SpliceMix", "SpliceMix-CL"] if m in set(d["method_lab"])]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     _dots_ci(axes[0], d, "model", "mAP", hue="method_lab", order=models, hue_order=arms, level=level)
     axes[0].set(xlabel="model", ylabel=MAP_LABEL, title="mAP per model and method")
     axes[0].legend(title="method", fontsize="small")
-    comps = [("splicemix_cl", "splicemix", "SpliceMix-CL − SpliceMix"), ("splicemix", "baseline", "SpliceMix − baseline")]
+    comps = [("splicemix_cl", "splicemix", "SpliceMix-CL − SpliceMix"),
+             ("splicemix", "baseline", "SpliceMix − baseline")]
     gains = pd.concat([paired_values(d, "model", t, c, "mAP", factor="arm").assign(comparison=lab)
                        for t, c, lab in comps], ignore_index=True)
     if len(gains):
@@ -195,7 +197,7 @@ def fig_claims(data: pd.DataFrame | Sequence[Answer], level: float = 0.95) -> Fi
     if a is None or not a.answerable or a.data is None:
         raise NoData(ans[0].verdict if ans else "no claims data")
     d = a.data[a.data["headline"]].copy()
-    d["method_lab"] = d["arm"].map(lambda m: _METHOD.get(m, m))
+    d["method_lab"] = d["arm"].map(lambda m: METHOD_NAMES.get(m, m))
     multi = d.groupby("study")[["n_train", "imbalance"]].apply(lambda g: len(g.drop_duplicates())) > 1
 
     def lab(r: pd.Series) -> str:
@@ -208,15 +210,15 @@ def fig_claims(data: pd.DataFrame | Sequence[Answer], level: float = 0.95) -> Fi
     order = list(d.sort_values(["study", "model", "n_train", "imbalance"])["condition"].drop_duplicates())
     arms = [m for m in ["baseline", "SpliceMix", "SpliceMix-CL"] if m in set(d["method_lab"])]
     size = d["low_size"].dropna()
-    panels = [("mAP", f"{MAP_LABEL}, {_lv(float(d['image_size'].dropna().iloc[0])) if d['image_size'].notna().any() else ''} px"
-               , "mAP (training resolution)"),
+    full = _lv(float(d["image_size"].dropna().iloc[0])) if d["image_size"].notna().any() else ""
+    panels = [("mAP", f"{MAP_LABEL}, {full} px", "mAP (training resolution)"),
               ("mAP_low", f"{MAP_LABEL} at {_lv(float(size.iloc[0])) if len(size) else '?'} px",
                "low-resolution evaluation"),
               ("mAP_rare", f"{MAP_LABEL}, rare-pair images", "images whose class pairs were rare in training")]
     panels = [p for p in panels if d[p[0]].notna().any()]
     w = max(6.0, 1.1 * len(order) + 2.0)
     fig, axes = plt.subplots(len(panels), 1, figsize=(w, 2.9 * len(panels) + 0.8), squeeze=False, sharex=True)
-    for i, (ax, (col, ylab, title)) in enumerate(zip(axes[:, 0], panels)):
+    for i, (ax, (col, ylab, title)) in enumerate(zip(axes[:, 0], panels, strict=True)):
         _dots_ci(ax, d, "condition", col, hue="method_lab", order=order, hue_order=arms, level=level)
         ax.set(xlabel="", ylabel=ylab, title=title)
         ax.tick_params(axis="x", labelsize="small")
@@ -225,10 +227,11 @@ def fig_claims(data: pd.DataFrame | Sequence[Answer], level: float = 0.95) -> Fi
         else:
             ax.get_legend().remove()
     return _finish(fig, "The paper's claims: SpliceMix vs the baseline (headline setting per study)",
-                   _ci_note(level) + "; headline: ratio 0.25 with default grids, or the closest tested ratio")
+                   _ci_note(level) + f"; headline: ratio {PAPER_RATIO:g} with default grids, or the closest "
+                   "tested ratio")
 
 
-def _primary(t: pd.DataFrame) -> tuple[str, Optional[str]]:
+def _primary(t: pd.DataFrame) -> tuple[str, str | None]:
     """(hue, style) for a study's learning curves: the factors it varies."""
     from .questions import varying
     v = varying(t)
@@ -246,17 +249,17 @@ def fig_learning_curves(history: pd.DataFrame, level: float = 0.95, metric: str 
     set_style()
     if history is None or not len(history) or metric not in history.columns:
         raise NoData(f"no per-epoch {metric} in the loaded history")
-    h = history[history["status"] == "completed"] if "status" in history.columns else history
+    h = history[history["status"] == COMPLETED] if "status" in history.columns else history
     studies = sorted(h["study"].unique())
     n = len(studies)
     ncol = min(n, 3)
     nrow = int(np.ceil(n / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.8 * nrow), squeeze=False)
-    for ax, s in zip(axes.ravel(), studies):
+    for ax, s in zip(axes.ravel(), studies, strict=False):
         sub = h[h["study"] == s].copy()
         hue, style = _primary(sub.drop_duplicates("trial_id"))
         if hue == "arm":
-            sub["arm"] = sub["arm"].map(lambda m: _METHOD.get(m, m))
+            sub["arm"] = sub["arm"].map(lambda m: METHOD_NAMES.get(m, m))
         sub[hue] = sub[hue].map(_lv)
         if style:
             sub[style] = sub[style].map(_lv)

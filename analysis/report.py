@@ -20,15 +20,26 @@ import argparse
 import shlex
 import sys
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from .load import METRICS, StudyLoadError, check_study_dir, completed, load_history, load_provenance, load_studies, \
-    study_names
+from .load import (
+    COMPLETED,
+    METRICS,
+    StudyLoadError,
+    check_study_dir,
+    completed,
+    load_history,
+    load_provenance,
+    load_studies,
+    study_names,
+)
 from .questions import FACTORS, Answer, answer_all
 from .stats import summarize
 
@@ -40,6 +51,7 @@ FIGURES = {"q1": ("q1_grid_scaling", "fig_grid_scaling"), "q2": ("q2_ratio_by_da
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m analysis.report``."""
     p = argparse.ArgumentParser(
         prog=PROG,
         description=("Answer the SpliceMix paper's open questions (grid scaling, best mixed ratio per data set, "
@@ -83,7 +95,7 @@ def _cell(v: Any, col: str) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
-def md_table(df: pd.DataFrame, columns: Optional[Sequence[str]] = None) -> str:
+def md_table(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
     """A pipe table (GitHub markdown) of ``df``; floats to 2-3 decimals, NaN blank."""
     if df is None or not len(df):
         return "_(no rows)_\n"
@@ -123,7 +135,7 @@ def summary_table(trials: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     return out[by + ["metric", "mean", "sd", "n", "lo", "hi"]]
 
 
-def planned_trials(study_yaml: Optional[str]) -> Optional[int]:
+def planned_trials(study_yaml: str | None) -> int | None:
     """Trials a grid-search study file plans (grid sizes x seeds x num_samples), or None when unknown."""
     if not study_yaml:
         return None
@@ -147,23 +159,30 @@ def planned_trials(study_yaml: Optional[str]) -> Optional[int]:
     return n * len(seeds) * int(search.get("num_samples") or 1)
 
 
+def _machine_text(machine: Any) -> str:
+    """``node, platform, N CPUs`` from provenance's ``machine`` (a dict; anything else as text)."""
+    if not isinstance(machine, dict):
+        return str(machine)
+    cpus = f"{machine.get('cpu_count')} CPUs" if machine.get("cpu_count") else None
+    return ", ".join(str(x) for x in (machine.get("node"), machine.get("platform"), cpus) if x)
+
+
 def _provenance_rows(dirs: Sequence[Path], trials: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for d, study in zip(dirs, study_names(dirs)):
+    for d, study in zip(dirs, study_names(dirs), strict=True):
         p = load_provenance(d)
         t = trials[trials["study"] == study]
         counts = t["status"].value_counts()
-        other = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "completed") or "0"
+        other = ", ".join(f"{n} {s}" for s, n in counts.items() if s != COMPLETED) or "0"
         cmd = p.get("command")
-        machine = p.get("machine") or {}
-        mtxt = ", ".join(str(x) for x in (machine.get("node"), machine.get("platform"),
-                                           f"{machine.get('cpu_count')} CPUs" if machine.get("cpu_count") else None)
-                         if x) if isinstance(machine, dict) else str(machine)
-        rows.append({"study": study, "path": str(d), "command": shlex.join(cmd) if isinstance(cmd, list) else (cmd or ""),
-                     "commit": p.get("git_commit") or "", "machine": mtxt, "date": p.get("created") or "",
-                     "completed": int(counts.get("completed", 0)), "not completed": other,
-                     "trials": len(t), "planned": planned_trials(p.get("study_yaml")) or "", "wall time": _hms(float(pd.to_numeric(t.get("wall_time_s"), errors="coerce").sum()))
-                     if "wall_time_s" in t.columns else "n/a",
+        wall = (_hms(float(pd.to_numeric(t.get("wall_time_s"), errors="coerce").sum()))
+                if "wall_time_s" in t.columns else "n/a")
+        rows.append({"study": study, "path": str(d),
+                     "command": shlex.join(cmd) if isinstance(cmd, list) else (cmd or ""),
+                     "commit": p.get("git_commit") or "", "machine": _machine_text(p.get("machine") or {}),
+                     "date": p.get("created") or "", "completed": int(counts.get(COMPLETED, 0)),
+                     "not completed": other, "trials": len(t), "planned": planned_trials(p.get("study_yaml")) or "",
+                     "wall time": wall,
                      "versions": ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items())})
     return pd.DataFrame(rows)
 
@@ -198,35 +217,51 @@ def _answer_md(a: Answer, level: float, figures: dict[str, str], heading: str = 
     return "\n".join(out)
 
 
+def _generated_line(trials: pd.DataFrame, prov: pd.DataFrame, command: str) -> str:
+    """Which command made the report, when, from which studies, how many trials (and incomplete studies)."""
+    counts = trials["status"].value_counts()
+    n_done = int(counts.get(COMPLETED, 0))
+    other = ", ".join(f"{n} {s}" for s, n in counts.items() if s != COMPLETED)
+    studies = ", ".join(f"`{s}`" for s in pd.unique(trials["study"]))
+    n_studies = trials["study"].nunique()
+    incomplete = "".join(f" **Study `{r['study']}` is incomplete: {r['trials']} of {r['planned']} planned trials "
+                         f"recorded.**" for _, r in prov.iterrows()
+                         if isinstance(r["planned"], int) and r["trials"] < r["planned"])
+    return (f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M %Z')} from {n_studies} "
+            f"stud{'y' if n_studies == 1 else 'ies'} ({studies}): {n_done} completed trials of {len(trials)}"
+            + (f" ({other}; left out of every answer)" if other else "") + "." + incomplete + "\n")
+
+
+def _at_a_glance(answers: Sequence[Answer]) -> str:
+    """One table row per answer: its title, study and first sentence."""
+    return md_table(pd.DataFrame([{"question": a.title, "study": a.study or "—",
+                                   "answer": ("cannot be answered from the loaded results" if not a.answerable
+                                              else ("(partial) " if a.partial else "") + _first_sentence(a.verdict))}
+                                  for a in answers]))
+
+
+def _provenance_md(prov: pd.DataFrame) -> list[str]:
+    return ["# Provenance\n",
+            md_table(prov, ["study", "command", "commit", "machine", "date", "completed", "not completed", "trials",
+                            "planned", "wall time"]),
+            "\n" + "".join(f"- `{r['study']}`: `{r['path']}`; {r['versions'] or 'versions n/a'}\n"
+                           for _, r in prov.iterrows())]
+
+
 def render_answers(answers: Sequence[Answer], trials: pd.DataFrame, prov: pd.DataFrame, figures: dict[str, str],
                    level: float, n_boot: int, seed: int, command: str) -> str:
     """The text of ``answers.md``."""
-    counts = trials["status"].value_counts()
-    n_done = int(counts.get("completed", 0))
-    other = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "completed")
-    studies = ", ".join(f"`{s}`" for s in pd.unique(trials["study"]))
     parts = [
         "# SpliceMix: answers to the paper's open questions\n",
-        f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M %Z')} from {trials['study'].nunique()} "
-        f"stud{'y' if trials['study'].nunique() == 1 else 'ies'} ({studies}): {n_done} completed trials of "
-        f"{len(trials)}" + (f" ({other}; left out of every answer)" if other else "") + "."
-        + "".join(f" **Study `{r['study']}` is incomplete: {r['trials']} of {r['planned']} planned trials recorded.**"
-                  for _, r in prov.iterrows() if isinstance(r["planned"], int) and r["trials"] < r["planned"]) + "\n",
+        _generated_line(trials, prov, command),
         f"Conventions: mAP in percent, differences in mAP points. Every interval is a {level:.0%} two-sided "
         f"Student-t interval over seeds (seed-paired for differences: same seed, same other conditions). "
         f"The best level of a factor and the peak of a quadratic fit use a bootstrap over seeds ({n_boot} "
         f"resamples, seed {seed}). *Resolved* means the interval excludes 0. Each answer names the study it "
         f"comes from; an open question no loaded study can answer says so.\n",
-        "## At a glance\n",
-        md_table(pd.DataFrame([{"question": a.title, "study": a.study or "—",
-                                "answer": ("cannot be answered from the loaded results" if not a.answerable
-                                           else ("(partial) " if a.partial else "") + _first_sentence(a.verdict))}
-                               for a in answers])),
-        "# The open questions\n",
+        "## At a glance\n", _at_a_glance(answers), "# The open questions\n",
     ]
-    for a in answers:
-        if a.key in ("q1", "q2", "q3"):
-            parts.append(_answer_md(a, level, figures))
+    parts += [_answer_md(a, level, figures) for a in answers if a.key in ("q1", "q2", "q3")]
     parts.append("# The paper's claims\n")
     parts.append("The paper (MS-COCO 2014, ResNet-101, 448 px) reports SpliceMix +1.4 and SpliceMix-CL +1.9 mAP "
                  "points over the baseline, robustness to low-resolution evaluation and less co-occurrence bias. "
@@ -234,18 +269,13 @@ def render_answers(answers: Sequence[Answer], trials: pd.DataFrame, prov: pd.Dat
                  "ratio 0 = no mixing) and mixing trials.\n")
     if "claims_map" in figures:
         parts.append(f"![The paper's claims]({figures['claims_map']}.png)\n")
-    for a in answers:
-        if a.key.startswith("claims"):
-            parts.append(_answer_md(a, level, {k: v for k, v in figures.items() if k != "claims_map"}, "##"))
+    claim_figures = {k: v for k, v in figures.items() if k != "claims_map"}
+    parts += [_answer_md(a, level, claim_figures, "##") for a in answers if a.key.startswith("claims")]
     if "learning_curves" in figures:
         parts.append("# Learning curves\n")
         parts.append(f"![Learning curves]({figures['learning_curves']}.png)\n\nValidation mAP per epoch; a curve "
                      "still rising at the last epoch means the answers describe a model that is not yet converged.\n")
-    parts.append("# Provenance\n")
-    parts.append(md_table(prov, ["study", "command", "commit", "machine", "date", "completed", "not completed",
-                                 "trials", "planned", "wall time"]))
-    parts.append("\n" + "".join(f"- `{r['study']}`: `{r['path']}`; {r['versions'] or 'versions n/a'}\n"
-                                for _, r in prov.iterrows()))
+    parts += _provenance_md(prov)
     parts.append("\n# Files\n\n- `summary.csv`: mean, sd, n and interval of mAP, mAP_low, mAP_rare, mAP_common per "
                  "condition\n- `tables/<question>_<table>.csv`: every table above\n- `figures/*.png` (dpi 150), "
                  "`figures/*.svg`\n")
@@ -256,15 +286,59 @@ def render_answers(answers: Sequence[Answer], trials: pd.DataFrame, prov: pd.Dat
 # the command
 # --------------------------------------------------------------------------------------------
 
+def _make_figures(answers: Sequence[Answer], history: pd.DataFrame, figdir: Path, level: float,
+                  log: Callable[[str], None]) -> dict[str, str]:
+    """Draw and save the figure of every answered question (and the learning curves); ``{key: path stem}``."""
+    import matplotlib.pyplot as plt
+
+    from . import plots  # matplotlib is imported only when figures are made
+
+    by_key = {a.key: a for a in answers}
+    makers: list[tuple[str, str, Callable[[], Any]]] = []
+    for key, (name, fn) in FIGURES.items():
+        a = by_key.get(key)
+        if a is not None and a.answerable:
+            arg: Any = [x for x in answers if x.key.startswith("claims")] if key == "claims_map" else a
+            makers.append((key, name, partial(getattr(plots, fn), arg, level=level)))
+    if len(history):
+        makers.append(("learning_curves", "learning_curves", partial(plots.fig_learning_curves, history, level)))
+    figures: dict[str, str] = {}
+    for key, name, make in makers:
+        try:
+            fig = make()
+        except plots.NoData as e:
+            log(f"figure {name}: skipped ({e})")
+            continue
+        plots.save(fig, figdir, name)
+        plt.close(fig)
+        figures[key] = f"figures/{name}"
+        log(f"wrote {figdir / name}.png and .svg")
+    return figures
+
+
+def _write_tables(answers: Sequence[Answer], tabdir: Path) -> list[Path]:
+    """Every answer's tables as ``tabdir/<key>_<table>.csv``; the paths written."""
+    tabdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for a in answers:
+        for tname, t in a.tables.items():
+            p = tabdir / f"{a.key}_{tname}.csv"
+            t.to_csv(p, index=False)
+            written.append(p)
+    return written
+
+
+def _no_log(msg: str) -> None:
+    """The default ``log`` of :func:`write_report`: silent."""
+
+
 def write_report(dirs: Sequence[str | Path], out: str | Path, level: float = 0.95, n_boot: int = 2000, seed: int = 0,
-                 log: Callable[[str], None] = lambda s: None, command: str = PROG) -> dict[str, Any]:
+                 log: Callable[[str], None] = _no_log, command: str = PROG) -> dict[str, Any]:
     """Load ``dirs``, answer every question, write ``answers.md``, figures and CSV tables into ``out``.
 
     Returns ``{"answers": [...], "answers_md": path, "figures": {...}, "tables": [...]}``.
     Raises :class:`analysis.load.StudyLoadError` for bad input.
     """
-    from . import plots  # matplotlib is imported only when figures are made
-
     paths = [check_study_dir(d) for d in dirs]
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -280,38 +354,9 @@ def write_report(dirs: Sequence[str | Path], out: str | Path, level: float = 0.9
     for a in answers:
         log(f"{a.key}: " + (f"answered from {a.study}" + (" (partial)" if a.partial else "") if a.answerable
                             else "cannot be answered from the loaded results"))
-
-    figdir = out / "figures"
-    figures: dict[str, str] = {}
-    by_key = {a.key: a for a in answers}
-    makers: list[tuple[str, str, Callable[[], Any]]] = []
-    for key, (name, fn) in FIGURES.items():
-        a = by_key.get(key)
-        if a is not None and a.answerable:
-            arg = [x for x in answers if x.key.startswith("claims")] if key == "claims_map" else a
-            makers.append((key, name, lambda f=getattr(plots, fn), x=arg: f(x, level=level)))
-    if len(history):
-        makers.append(("learning_curves", "learning_curves", lambda: plots.fig_learning_curves(history, level)))
-    import matplotlib.pyplot as plt
-    for key, name, make in makers:
-        try:
-            fig = make()
-        except plots.NoData as e:
-            log(f"figure {name}: skipped ({e})")
-            continue
-        plots.save(fig, figdir, name)
-        plt.close(fig)
-        figures[key] = f"figures/{name}"
-        log(f"wrote {figdir / name}.png and .svg")
-
+    figures = _make_figures(answers, history, out / "figures", level, log)
     tabdir = out / "tables"
-    tabdir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for a in answers:
-        for tname, t in a.tables.items():
-            p = tabdir / f"{a.key}_{tname}.csv"
-            t.to_csv(p, index=False)
-            written.append(p)
+    written = _write_tables(answers, tabdir)
     summary_table(trials, level).to_csv(out / "summary.csv", index=False)
     prov.to_csv(tabdir / "provenance.csv", index=False)
     md = out / "answers.md"
@@ -320,7 +365,7 @@ def write_report(dirs: Sequence[str | Path], out: str | Path, level: float = 0.9
     return {"answers": answers, "answers_md": md, "figures": figures, "tables": written}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,7 @@ class CI:
         return bool(np.isfinite(self.lo) and np.isfinite(self.hi) and (self.lo > 0 or self.hi < 0))
 
     def as_dict(self) -> dict[str, Any]:
+        """``mean``, ``sd``, ``n``, ``lo``, ``hi`` (the columns of :func:`summarize`)."""
         return {"mean": self.mean, "sd": self.sd, "n": self.n, "lo": self.lo, "hi": self.hi}
 
     def __str__(self) -> str:
@@ -117,7 +119,7 @@ def summarize(df: pd.DataFrame, by: str | Sequence[str] | None, value: str, leve
     for k, g in groups:
         k = k if isinstance(k, tuple) else (k,)
         ci = mean_ci(g[value], level, method, n_boot, seed)
-        rows.append({**dict(zip(keys, k)), **ci.as_dict()})
+        rows.append({**dict(zip(keys, k, strict=True)), **ci.as_dict()})
     return pd.DataFrame(rows, columns=keys + ["mean", "sd", "n", "lo", "hi"])
 
 
@@ -160,7 +162,7 @@ def paired_diff(df: pd.DataFrame, by: str | Sequence[str] | None, treat: Any, co
         if ci.n >= 2:
             p = 1.0 if ci.sd == 0 and ci.mean == 0 else (0.0 if ci.sd == 0 else
                                                           float(sps.ttest_1samp(g["diff"], 0.0).pvalue))
-        rows.append({**dict(zip(keys, k)), "treat": treat, "control": control, **ci.as_dict(),
+        rows.append({**dict(zip(keys, k, strict=True)), "treat": treat, "control": control, **ci.as_dict(),
                      "treat_mean": float(g["treat"].mean()), "control_mean": float(g["control"].mean()),
                      "p": p, "resolved": ci.resolved})
     return pd.DataFrame(rows, columns=cols)
@@ -244,6 +246,45 @@ def _numeric_levels(levels: Sequence[Any]) -> np.ndarray | None:
     return a if np.isfinite(a).all() else None
 
 
+def _argmax_cell(mat: pd.DataFrame, n_boot: int, rng: np.random.Generator, level: float,
+                 maximize: bool) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """One cell of :func:`argmax_ci` from its seeds x levels matrix: (the table row without the cell
+    keys, the share of resamples each level won, the observed level means)."""
+    levels = list(mat.columns)
+    obs = mat.mean(axis=0).to_numpy(float)
+    sgn = 1.0 if maximize else -1.0
+    order = np.argsort(-sgn * obs)
+    n_seeds = int(mat.shape[0])
+    note = ""
+    lo = hi = math.nan
+    if n_seeds < 2:
+        note = "one seed: no bootstrap"
+        wins = np.full(len(levels), np.nan)
+    else:
+        means = _boot_means(mat, n_boot, rng)
+        arg = np.argmax(sgn * means, axis=1)
+        wins = np.bincount(arg, minlength=len(levels)) / n_boot
+        num = _numeric_levels(levels)
+        if num is not None:
+            q = np.quantile(num[arg], [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
+            lo, hi = float(q[0]), float(q[1])
+        if n_seeds <= 3:
+            note = f"only {n_seeds} seeds: the bootstrap has few distinct resamples, frequencies are coarse"
+    if len(levels) == 1:
+        note = (note + "; " if note else "") + "one level only"
+    row = {"best": levels[int(order[0])], "best_mean": float(obs[order[0]]),
+           "runner_up": levels[int(order[1])] if len(levels) > 1 else None,
+           "freq_best": float(wins[int(order[0])]), "lo": lo, "hi": hi, "n_seeds": n_seeds,
+           "n_levels": len(levels), "note": note}
+    return row, wins, obs
+
+
+def _notes_text(notes: dict[str, list[str]], n_cells: int) -> list[str]:
+    """``note (cell)`` / ``note (all N cells)`` / ``note (k cells: ...)`` per distinct note."""
+    return [f"{n} ({c[0]})" if len(c) == 1 else f"{n} (all {len(c)} cells)" if len(c) == n_cells
+            else f"{n} ({len(c)} cells: {'; '.join(c)})" for n, c in notes.items()]
+
+
 def argmax_ci(df: pd.DataFrame, factor: str, value: str, by: str | Sequence[str] | None = None,
               pair_on: str = "seed", level: float = 0.95, n_boot: int = 2000, seed: int | None = 0,
               maximize: bool = True) -> ArgmaxResult:
@@ -264,50 +305,21 @@ def argmax_ci(df: pd.DataFrame, factor: str, value: str, by: str | Sequence[str]
     notes: dict[str, list[str]] = {}
     groups = df[df[value].notna()].groupby(keys, dropna=False, sort=True) if keys else [((), df[df[value].notna()])]
     for k, g in groups:
-        k = k if isinstance(k, tuple) else (k,)
-        cell = dict(zip(keys, k))
+        cell = dict(zip(keys, k if isinstance(k, tuple) else (k,), strict=True))
         mat = _cell_matrix(g, factor, value, pair_on)
-        levels = list(mat.columns)
-        if not levels:
+        if not len(mat.columns):
             continue
-        obs = mat.mean(axis=0).to_numpy(float)
-        sgn = 1.0 if maximize else -1.0
-        order = np.argsort(-sgn * obs)
-        best = levels[int(order[0])]
-        runner = levels[int(order[1])] if len(levels) > 1 else None
-        n_seeds = int(mat.shape[0])
-        note = ""
-        if n_seeds < 2:
-            note = "one seed: no bootstrap"
-            wins = np.full(len(levels), np.nan)
-            lo = hi = math.nan
-        else:
-            means = _boot_means(mat, n_boot, rng)
-            arg = np.argmax(sgn * means, axis=1)
-            wins = np.bincount(arg, minlength=len(levels)) / n_boot
-            num = _numeric_levels(levels)
-            if num is not None:
-                lo, hi = np.quantile(num[arg], [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
-                lo, hi = float(lo), float(hi)
-            else:
-                lo = hi = math.nan
-            if n_seeds <= 3:
-                note = f"only {n_seeds} seeds: the bootstrap has few distinct resamples, frequencies are coarse"
-        if len(levels) == 1:
-            note = (note + "; " if note else "") + "one level only"
-        rows.append({**cell, "best": best, "best_mean": float(obs[order[0]]), "runner_up": runner,
-                     "freq_best": float(wins[int(order[0])]), "lo": lo, "hi": hi, "n_seeds": n_seeds,
-                     "n_levels": len(levels), "note": note})
-        for lv, w, m in zip(levels, wins, obs):
-            frows.append({**cell, factor: lv, "mean": float(m), "freq": float(w)})
-        if note:
-            notes.setdefault(note, []).append(", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                                                       for k, v in cell.items()) or "all")
+        row, wins, obs = _argmax_cell(mat, n_boot, rng, level, maximize)
+        rows.append({**cell, **row})
+        frows += [{**cell, factor: lv, "mean": float(m), "freq": float(w)}
+                  for lv, w, m in zip(mat.columns, wins, obs, strict=True)]
+        if row["note"]:
+            notes.setdefault(row["note"], []).append(", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                                               for k, v in cell.items()) or "all")
     table = pd.DataFrame(rows, columns=keys + ["best", "best_mean", "runner_up", "freq_best", "lo", "hi", "n_seeds",
                                                "n_levels", "note"])
-    text = [f"{n} ({c[0]})" if len(c) == 1 else f"{n} (all {len(c)} cells)" if len(c) == len(rows)
-            else f"{n} ({len(c)} cells: {'; '.join(c)})" for n, c in notes.items()]
-    return ArgmaxResult(table, pd.DataFrame(frows, columns=keys + [factor, "mean", "freq"]), text)
+    return ArgmaxResult(table, pd.DataFrame(frows, columns=keys + [factor, "mean", "freq"]),
+                        _notes_text(notes, len(rows)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,6 +342,56 @@ def _vertex(x: np.ndarray, y: np.ndarray, lo_x: float, hi_x: float) -> tuple[flo
     return v, math.nan, True, coef
 
 
+def _boot_vertex(xs: np.ndarray, ys: np.ndarray, seeds: np.ndarray, lo_x: float, hi_x: float, n_boot: int,
+                 rng: np.random.Generator) -> tuple[list[float], int]:
+    """Vertices of ``n_boot`` refits on seeds resampled with replacement (resamples with fewer than 3
+    distinct x skipped), and how many were clipped. No resample with fewer than 2 seeds."""
+    useeds = pd.unique(seeds)
+    boots: list[float] = []
+    nclip = 0
+    if useeds.size < 2:
+        return boots, nclip
+    by_seed = {s: np.where(seeds == s)[0] for s in useeds}
+    for _ in range(n_boot):
+        draw = rng.choice(useeds, size=useeds.size, replace=True)
+        idx = np.concatenate([by_seed[s] for s in draw])
+        if np.unique(xs[idx]).size < 3:
+            continue
+        bv, _, bc, _ = _vertex(xs[idx], ys[idx], lo_x, hi_x)
+        boots.append(bv)
+        nclip += int(bc)
+    return boots, nclip
+
+
+_NO_FIT = {"vertex": math.nan, "raw": math.nan, "clipped": False, "lo": math.nan, "hi": math.nan,
+           "share_clipped": math.nan, "a": math.nan, "b": math.nan, "c": math.nan,
+           "note": "fewer than 3 tested values: no quadratic fit"}
+
+
+def _vertex_cell(g: pd.DataFrame, x: str, value: str, pair_on: str, level: float, n_boot: int,
+                 rng: np.random.Generator) -> dict[str, Any]:
+    """One cell of :func:`quad_vertex` (without the cell keys)."""
+    xs, ys = g[x].to_numpy(float), g[value].to_numpy(float)
+    lo_x, hi_x = float(xs.min()), float(xs.max())
+    row: dict[str, Any] = {"x_min": lo_x, "x_max": hi_x, "n": len(g)}
+    if np.unique(xs).size < 3:
+        return {**row, **_NO_FIT}
+    v, raw, clipped, (a, b, c) = _vertex(xs, ys, lo_x, hi_x)
+    note = ""
+    if clipped:
+        note = ("no interior maximum (convex or flat fit): the better end of the range"
+                if not np.isfinite(raw) else f"fitted peak {raw:.3g} lies outside the tested range: clipped")
+    boots, nclip = _boot_vertex(xs, ys, g[pair_on].to_numpy(), lo_x, hi_x, n_boot, rng)
+    if boots:
+        blo, bhi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+        share = nclip / len(boots)
+    else:
+        blo = bhi = share = math.nan
+        note = (note + "; " if note else "") + "one seed: no bootstrap interval"
+    return {**row, "vertex": v, "raw": raw, "clipped": clipped, "lo": float(blo), "hi": float(bhi),
+            "share_clipped": share, "a": float(a), "b": float(b), "c": float(c), "note": note}
+
+
 def quad_vertex(df: pd.DataFrame, x: str, value: str, by: str | Sequence[str] | None = None,
                 pair_on: str = "seed", level: float = 0.95, n_boot: int = 2000, seed: int | None = 0) -> pd.DataFrame:
     """Fit ``value = a x² + b x + c`` to the trials of each cell of ``by`` and locate the peak.
@@ -345,43 +407,8 @@ def quad_vertex(df: pd.DataFrame, x: str, value: str, by: str | Sequence[str] | 
     rng = np.random.default_rng(seed)
     cols = keys + ["vertex", "raw", "clipped", "lo", "hi", "share_clipped", "a", "b", "c", "x_min", "x_max", "n",
                    "note"]
-    rows = []
     data = df[df[value].notna() & df[x].notna()]
     groups = data.groupby(keys, dropna=False, sort=True) if keys else [((), data)]
-    for k, g in groups:
-        k = k if isinstance(k, tuple) else (k,)
-        xs, ys = g[x].to_numpy(float), g[value].to_numpy(float)
-        lo_x, hi_x = float(xs.min()), float(xs.max())
-        row: dict[str, Any] = {**dict(zip(keys, k)), "x_min": lo_x, "x_max": hi_x, "n": len(g)}
-        if np.unique(xs).size < 3:
-            rows.append({**row, "vertex": math.nan, "raw": math.nan, "clipped": False, "lo": math.nan,
-                         "hi": math.nan, "share_clipped": math.nan, "a": math.nan, "b": math.nan, "c": math.nan,
-                         "note": "fewer than 3 tested values: no quadratic fit"})
-            continue
-        v, raw, clipped, (a, b, c) = _vertex(xs, ys, lo_x, hi_x)
-        note = ""
-        if clipped:
-            note = ("no interior maximum (convex or flat fit): the better end of the range"
-                    if not np.isfinite(raw) else f"fitted peak {raw:.3g} lies outside the tested range: clipped")
-        seeds = g[pair_on].to_numpy()
-        useeds = pd.unique(seeds)
-        boots, nclip = [], 0
-        if useeds.size >= 2:
-            by_seed = {s: np.where(seeds == s)[0] for s in useeds}
-            for _ in range(n_boot):
-                draw = rng.choice(useeds, size=useeds.size, replace=True)
-                idx = np.concatenate([by_seed[s] for s in draw])
-                if np.unique(xs[idx]).size < 3:
-                    continue
-                bv, _, bc, _ = _vertex(xs[idx], ys[idx], lo_x, hi_x)
-                boots.append(bv)
-                nclip += int(bc)
-        if boots:
-            blo, bhi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-            share = nclip / len(boots)
-        else:
-            blo = bhi = share = math.nan
-            note = (note + "; " if note else "") + "one seed: no bootstrap interval"
-        rows.append({**row, "vertex": v, "raw": raw, "clipped": clipped, "lo": float(blo), "hi": float(bhi),
-                     "share_clipped": share, "a": float(a), "b": float(b), "c": float(c), "note": note})
+    rows = [{**dict(zip(keys, k if isinstance(k, tuple) else (k,), strict=True)),
+             **_vertex_cell(g, x, value, pair_on, level, n_boot, rng)} for k, g in groups]
     return pd.DataFrame(rows, columns=cols)

@@ -18,10 +18,24 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put the repository root on the path
     sys.path.insert(0, str(ROOT))
 
-from analysis import (StudyLoadError, argmax_ci, claims, completed, load_history,  # noqa: E402
-                      load_provenance, load_studies,
-                      mean_ci, paired_diff, q1_grid_scaling, q2_ratio_by_data, q3_cl_vit, quad_vertex, status_counts,
-                      summarize, tidy_trials)
+from analysis import (  # noqa: E402
+    StudyLoadError,
+    argmax_ci,
+    claims,
+    completed,
+    load_history,
+    load_provenance,
+    load_studies,
+    mean_ci,
+    paired_diff,
+    q1_grid_scaling,
+    q2_ratio_by_data,
+    q3_cl_vit,
+    quad_vertex,
+    status_counts,
+    summarize,
+    tidy_trials,
+)
 from analysis.report import main as report_main  # noqa: E402
 
 FIX = ROOT / "tests" / "fixtures" / "analysis_study"
@@ -221,6 +235,34 @@ def test_load_errors_name_the_path(tmp_path):
     with pytest.raises(StudyLoadError, match="not a readable Parquet file") as e:
         load_studies(tmp_path)
     assert str(tmp_path) in str(e.value)
+
+
+def test_null_ratio_is_the_presets_ratio():
+    from analysis.load import DEFAULT_RATIO
+    from analysis.questions.common import PAPER_RATIO
+    from splicemix.grids import DEFAULT_MIXED_RATIO
+    assert DEFAULT_RATIO == PAPER_RATIO == DEFAULT_MIXED_RATIO
+
+
+def test_grid_spec_is_splicemix_parser_or_none():
+    from analysis import grid_spec, parse_grid
+    assert (grid_spec("2x3-2").rows, grid_spec("2x3-2").cols, grid_spec("2x3-2").kept) == (2, 3, 4)
+    assert parse_grid(" 1x4 ") == (1, 4, 0) and parse_grid("2X2") == (2, 2, 0)  # the splicemix spelling rules
+    for text in ("default", "1x2+2x2", "1x2:0.3+2x2:0.7", "0x2", "2x2-4", float("nan"), None):
+        assert grid_spec(text) is None and parse_grid(text) is None
+
+
+def test_prose_sentences():
+    from analysis.prose import claim_word, diff_text, level_text, levels_text, method_name
+    assert level_text(2000.0) == "2000" and level_text(float("nan")) == "n/a" and level_text("2x2") == "2x2"
+    assert levels_text(pd.Series([0.5, 0.125, None, 0.5])) == "0.125, 0.5"
+    assert method_name("splicemix_cl") == "SpliceMix-CL" and method_name("other") == "other"
+    assert diff_text({"mean": 1.234, "lo": 0.4, "hi": 2.06, "n": 3}) == \
+        "+1.23 [+0.40, +2.06] mAP points (3 seeds; resolved, > 0)"
+    tab = pd.DataFrame({"headline": [True, True], "lo": [0.1, -1.0], "hi": [1.0, 0.5]})
+    assert claim_word(tab) == "is supported in 1 of 2 headline comparisons; the others are unresolved"
+    assert claim_word(tab.iloc[:1], better="neg") == "does not hold here (resolved the other way in the one " \
+        "headline comparison)"
 
 
 # ------------------------------------------------------------------------------------------------

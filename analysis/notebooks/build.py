@@ -173,6 +173,7 @@ def notebooks() -> dict[str, nbformat.NotebookNode]:
 
 
 def main() -> None:
+    """Write every notebook of :func:`notebooks` (validated, outputs cleared) next to this file."""
     for name, nb in notebooks().items():
         nbformat.validate(nb)
         nbformat.write(nb, HERE / name)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import nbformat
 from nbclient import NotebookClient
@@ -65,7 +65,8 @@ def execute(path: str | Path, write: bool = True, timeout: int = TIMEOUT_S) -> n
     return nb
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 a notebook failed, 2 no such notebook)."""
     p = argparse.ArgumentParser(prog="python -m analysis.notebooks.execute",
                                 description="Execute the analysis notebooks (kernel python3, 300 s per cell, cwd = "
                                             "the notebook's folder) and save them with their outputs.")

@@ -1,0 +1,144 @@
+"""The sentences of the answers: levels, differences with their intervals, and the claims' wording.
+
+Pure text: every function takes numbers or a finished table (the columns of
+:func:`analysis.stats.paired_diff` / :func:`analysis.stats.summarize`) and returns a string.
+Numbers are written by :func:`analysis.stats.fmt_num` / :func:`analysis.stats.fmt_ci`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .stats import fmt_ci, fmt_num, seeds_to_resolve
+
+__all__ = ["METHOD_NAMES", "method_name", "level_text", "levels_text", "resolved_word", "diff_text", "seed_hint",
+           "join_limited", "multi_cells", "cell_label", "level_list", "claim_sentences", "claim_word"]
+
+#: the paper's spelling of each ``cfg.mix.method``
+METHOD_NAMES = {"baseline": "baseline", "splicemix": "SpliceMix", "splicemix_cl": "SpliceMix-CL"}
+
+
+def method_name(method: str) -> str:
+    """The paper's spelling of a method (``"splicemix_cl"`` -> ``"SpliceMix-CL"``)."""
+    return METHOD_NAMES.get(method, method)
+
+
+def level_text(v: Any) -> str:
+    """A factor level as short text (2000.0 -> "2000", 0.25 -> "0.25", NaN -> "n/a")."""
+    if isinstance(v, (float, np.floating)):
+        return "n/a" if not np.isfinite(v) else f"{v:g}"
+    return str(v)
+
+
+def levels_text(s: pd.Series) -> str:
+    """The distinct levels of ``s``, sorted when they can be, comma-separated (``"n/a"`` when none)."""
+    vals = pd.unique(s.dropna())
+    try:
+        vals = sorted(vals)
+    except TypeError:
+        pass
+    return ", ".join(level_text(v) for v in vals) if len(vals) else "n/a"
+
+
+def resolved_word(lo: float, hi: float) -> str:
+    """Whether the interval [lo, hi] excludes 0, in words."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "no interval"
+    if lo > 0:
+        return "resolved, > 0"
+    if hi < 0:
+        return "resolved, < 0"
+    return "not resolved: the interval includes 0"
+
+
+def diff_text(row: pd.Series | dict, digits: int = 2) -> str:
+    """A seed-paired difference: ``+1.23 [0.40, 2.06] mAP points (3 seeds; resolved, > 0)``."""
+    n = int(row["n"])
+    return (f"{fmt_ci(row['mean'], row['lo'], row['hi'], digits, sign=True)} mAP points "
+            f"({n} seed{'s' if n != 1 else ''}; {resolved_word(row['lo'], row['hi'])})")
+
+
+def seed_hint(mean: float, sd: float, level: float) -> str:
+    """How many seeds would resolve a difference of ``mean`` at spread ``sd`` ("" when it cannot be said)."""
+    n = seeds_to_resolve(mean, sd, level)
+    if not np.isfinite(n):
+        return ""
+    return f"about {int(n)} seeds would resolve a difference of {fmt_num(abs(mean))} points at this spread"
+
+
+def join_limited(lines: list[str], limit: int = 4) -> str:
+    """The first ``limit`` lines joined by "; ", then how many more are listed below."""
+    if len(lines) <= limit:
+        return "; ".join(lines)
+    return "; ".join(lines[:limit]) + f"; and {len(lines) - limit} more (listed below)"
+
+
+def multi_cells(tab: pd.DataFrame) -> set[str]:
+    """The studies with more than one (n_train, imbalance) data cell in ``tab``."""
+    if not len(tab):
+        return set()
+    n = tab.groupby("study")[["n_train", "imbalance"]].apply(lambda g: len(g.drop_duplicates()))
+    return set(n[n > 1].index)
+
+
+def cell_label(r: pd.Series | dict, multi: bool) -> str:
+    """``study: model`` (plus the data cell when the study has several)."""
+    lab = f"{r['study']}: {r['model']}"
+    if multi and pd.notna(r["n_train"]):
+        lab += f", n_train {level_text(r['n_train'])}, imbalance {level_text(r['imbalance'])}"
+    return lab
+
+
+def level_list(tab: pd.DataFrame, signed: bool = False, limit: int = 4) -> str:
+    """``study: model 45.1 [44.0, 46.2]; ...`` for a summarize() table, or its range when long."""
+    if len(tab) > limit:
+        return (f"{fmt_num(tab['mean'].min(), sign=signed)} to {fmt_num(tab['mean'].max(), sign=signed)} "
+                f"over {len(tab)} data/model cells")
+    multi = multi_cells(tab)
+    return "; ".join(f"{cell_label(r, r['study'] in multi)} {fmt_ci(r['mean'], r['lo'], r['hi'], sign=signed)}"
+                     for _, r in tab.iterrows())
+
+
+def claim_sentences(tab: pd.DataFrame, unit: str = "mAP points") -> list[str]:
+    """One line per headline comparison vs the baseline, or one summary line per (study, variant)
+    with many data cells."""
+    out: list[str] = []
+    if not len(tab):
+        return out
+    multi = multi_cells(tab)
+    for (study, treat), g in tab[tab["headline"]].groupby(["study", "treat"], sort=False):
+        if len(g) <= 2:
+            out += [f"{treat} − baseline [{cell_label(r, study in multi)}]: " + diff_text(r).replace("mAP points", unit)
+                    for _, r in g.iterrows()]
+        else:
+            pos, neg = int((g["lo"] > 0).sum()), int((g["hi"] < 0).sum())
+            out.append(f"{treat} − baseline [{study}, {len(g)} data/model cells]: mean differences from "
+                       f"{fmt_num(g['mean'].min(), sign=True)} to {fmt_num(g['mean'].max(), sign=True)} {unit}; "
+                       f"resolved > 0 in {pos}, < 0 in {neg}, unresolved in {len(g) - pos - neg}")
+    return out
+
+
+def claim_word(tab: pd.DataFrame, better: str = "pos") -> str:
+    """A claim's status over the headline comparisons of ``tab``; ``better`` says which sign supports it."""
+    h = tab[tab["headline"]] if len(tab) else tab
+    if not len(h):
+        return "cannot be judged (no seed-paired comparison)"
+    pos, neg = int((h["lo"] > 0).sum()), int((h["hi"] < 0).sum())
+    sup, con = (pos, neg) if better == "pos" else (neg, pos)
+    n = len(h)
+    every = "the one headline comparison" if n == 1 else f"all {n} headline comparisons"
+    if sup == n:
+        return f"holds here (resolved in {every})"
+    if con == n:
+        return f"does not hold here (resolved the other way in {every})"
+    if sup and con:
+        return f"is mixed: supported in {sup}, contradicted in {con}, unresolved in {n - sup - con} of {n} comparisons"
+    if sup:
+        return f"is supported in {sup} of {n} headline comparisons; the others are unresolved"
+    if con:
+        return f"is contradicted in {con} of {n} headline comparisons; the others are unresolved"
+    return ("is not resolved by these data (the interval includes 0)" if n == 1
+            else f"is not resolved by these data (none of the {n} intervals excludes 0)")

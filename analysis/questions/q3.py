@@ -1,0 +1,160 @@
+"""Q3: is the gain of SpliceMix-CL over SpliceMix (and of SpliceMix over the baseline) as large on a
+Vision Transformer as on a CNN?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..load import completed
+from ..prose import diff_text, levels_text, seed_hint
+from ..stats import diff_ci, fmt_ci, mean_ci, paired_diff, paired_values, summarize
+from .common import PAPER_RATIO, SPACES, Answer, cannot, common_changes, conditions, pick_study, restrict
+
+__all__ = ["TITLE", "TEXT", "is_vit", "q3_cl_vit"]
+
+TITLE = "Q3. Does SpliceMix-CL help a Vision Transformer as it helps a CNN?"
+TEXT = ("Is the gain of SpliceMix-CL over SpliceMix (and of SpliceMix over the baseline) as large on a "
+        "Vision Transformer as on a CNN?")
+_INTERACTION = ["vit", "cnn", "mean", "sd", "n", "lo", "hi", "method", "resolved"]
+
+
+@dataclass
+class _Evidence:
+    """Q3's tables and the models they compare."""
+
+    by_method: pd.DataFrame
+    cl_gain: pd.DataFrame
+    mix_gain: pd.DataFrame
+    interaction: pd.DataFrame
+    vits: list[str]
+    cnns: list[str]
+
+
+def is_vit(model: str) -> bool:
+    """Whether a model name is a Vision Transformer's (it contains "vit")."""
+    return "vit" in str(model).lower()
+
+
+def _score(g: pd.DataFrame) -> tuple | None:
+    models = [m for m, x in g.groupby("model") if {"splicemix", "splicemix_cl"} <= set(x["method"])]
+    if not models:
+        return None
+    return (len({is_vit(m) for m in models}), len(models))
+
+
+def _interaction(d: pd.DataFrame, vits: list[str], cnns: list[str], level: float) -> pd.DataFrame:
+    """The ViT's CL gain minus the CNN's, per (ViT, CNN) pair: paired by seed when they share two seeds."""
+    rows = []
+    pv = paired_values(d, "model", "splicemix_cl", "splicemix", "mAP", factor="arm")
+    for v in vits:
+        for c in cnns:
+            a = pv[pv["model"] == v].set_index("seed")["diff"]
+            b = pv[pv["model"] == c].set_index("seed")["diff"]
+            common = a.index.intersection(b.index)
+            if len(common) >= 2:
+                ci, how = mean_ci((a[common] - b[common]).to_numpy(), level), "paired by seed"
+            else:
+                ci, how = diff_ci(a.to_numpy(), b.to_numpy(), level), "Welch (seeds not shared)"
+            rows.append({"vit": v, "cnn": c, "mean": ci.mean, "sd": ci.sd, "n": ci.n, "lo": ci.lo, "hi": ci.hi,
+                         "method": how, "resolved": ci.resolved})
+    return pd.DataFrame(rows, columns=_INTERACTION)
+
+
+def _evidence(d: pd.DataFrame, level: float) -> _Evidence:
+    cl_gain = paired_diff(d, "model", "splicemix_cl", "splicemix", "mAP", factor="arm", level=level)
+    mix_gain = paired_diff(d, "model", "splicemix", "baseline", "mAP", factor="arm", level=level)
+    models = list(cl_gain["model"])
+    vits = [m for m in models if is_vit(m)]
+    cnns = [m for m in models if not is_vit(m)]
+    return _Evidence(summarize(d, ["model", "arm"], "mAP", level), cl_gain, mix_gain,
+                     _interaction(d, vits, cnns, level), vits, cnns)
+
+
+def _gain_line(tab: pd.DataFrame, what: str) -> str:
+    if not len(tab):
+        return f"{what}: not measurable (no seed-paired trials)."
+    return f"{what}: " + "; ".join(f"{r['model']} {diff_text(r)}" for _, r in tab.iterrows()) + "."
+
+
+def _effect(r: pd.Series) -> str:
+    """What CL does to a model, by its gain's interval: helps / hurts / has no resolved effect on."""
+    if not (np.isfinite(r["lo"]) and np.isfinite(r["hi"])):
+        return "has no interval"
+    return "helps" if r["lo"] > 0 else ("hurts" if r["hi"] < 0 else "has no resolved effect on")
+
+
+def _compared_verdict(e: _Evidence, mix_line: str) -> str:
+    """The verdict when a ViT and a CNN were both trained: each model's CL gain, then their difference."""
+    it = e.interaction.iloc[0]
+    v, c = it["vit"], it["cnn"]
+    gv = e.cl_gain[e.cl_gain["model"] == v].iloc[0]
+    gc = e.cl_gain[e.cl_gain["model"] == c].iloc[0]
+    verdict = (f"SpliceMix-CL {_effect(gv)} the ViT ({v}: {diff_text(gv)}) and {_effect(gc)} the CNN "
+               f"({c}: {diff_text(gc)}), CL − SpliceMix paired by seed. ")
+    itxt = fmt_ci(it["mean"], it["lo"], it["hi"], sign=True)
+    if it["resolved"]:
+        verdict += (f"The CL gain is {'larger' if it['mean'] > 0 else 'smaller'} on the ViT than on the CNN: "
+                    f"difference of gains ({v} − {c}) {itxt} mAP points ({it['method']}; resolved).")
+    elif np.isfinite(it["lo"]):
+        verdict += (f"The data do not resolve whether the CL gain differs between them: difference of gains "
+                    f"({v} − {c}) {itxt} mAP points ({it['method']}; the interval includes 0).")
+    else:
+        verdict += f"The difference of gains ({v} − {c}) is {itxt} mAP points, with no interval."
+    return verdict + " " + mix_line
+
+
+def _one_kind_verdict(e: _Evidence, cl_line: str) -> str:
+    """The verdict when only ViTs or only CNNs were trained with both methods."""
+    have, missing = ("ViT", "CNN") if e.vits else ("CNN", "ViT")
+    models = ", ".join(e.vits + e.cnns)
+    return (f"Only {have} models ({models}) were trained with both SpliceMix and SpliceMix-CL, so "
+            f"the comparison with a {missing} cannot be made; {SPACES['q3']} would. ") + cl_line
+
+
+def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
+    changes = []
+    for _, r in e.cl_gain.iterrows():
+        if not r["resolved"] and r["n"] >= 2:
+            h = seed_hint(r["mean"], r["sd"], level)
+            if h:
+                changes.append(f"CL gain on {r['model']}: {h}.")
+    it = e.interaction
+    if len(it) and not it.iloc[0]["resolved"] and it.iloc[0]["n"] >= 2:
+        h = seed_hint(it.iloc[0]["mean"], it.iloc[0]["sd"], level)
+        if h:
+            changes.append(f"The ViT − CNN difference of CL gains: {h}.")
+    cw = levels_text(d.loc[d["method"] == "splicemix_cl", "cl_weight"])
+    changes.append(f"The consistency weight is {cw}; the best weight may differ between architectures "
+                   f"(search it with --set \"space.mix.cl_weight={{grid: [0.5, 1.0, 2.0]}}\").")
+    changes.append("A ViT trained from scratch on a few thousand images is far from converged and data-hungry; "
+                   "pre-trained ViTs, larger images (more tokens per grid cell) or longer training may change "
+                   "the gain.")
+    return changes + common_changes(d)
+
+
+def q3_cl_vit(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Answer:
+    """Seed-paired SpliceMix-CL − SpliceMix and SpliceMix − baseline per model, and the difference of
+    CL gains between a ViT and a CNN (the interaction), each with an interval.
+
+    Tables: ``by_method`` (mean per model and arm), ``cl_gain``, ``mix_gain``, ``interaction``.
+    ``n_boot`` and ``seed`` are accepted for a signature like the other questions' (no bootstrap here).
+    """
+    study, others = pick_study(df, _score)
+    if study is None:
+        return cannot("q3", TITLE, TEXT, "no study trains both SpliceMix and SpliceMix-CL on the same model "
+                      "(cfg.mix.method, cfg.model.name)", df)
+    d = completed(df[df["study"] == study]).copy()
+    d, notes = restrict(d, keep={"model", "method"}, prefer={"ratio": PAPER_RATIO, "grid": "default", "cl_weight": 1.0})
+    if others:
+        notes.append(f"other studies with SpliceMix-CL were not used: {', '.join(others)}")
+    e = _evidence(d, level)
+    bullets = [_gain_line(e.cl_gain, "SpliceMix-CL − SpliceMix"), _gain_line(e.mix_gain, "SpliceMix − baseline")]
+    partial = not (e.vits and e.cnns)
+    verdict = _one_kind_verdict(e, bullets[0]) if partial else _compared_verdict(e, bullets[1])
+    return Answer("q3", TITLE, TEXT, True, verdict, study, partial=partial, bullets=bullets,
+                  tables={"by_method": e.by_method, "cl_gain": e.cl_gain, "mix_gain": e.mix_gain,
+                          "interaction": e.interaction},
+                  conditions=conditions(df, d), changes=_changes(e, d, level), notes=notes, data=d)
