@@ -1,11 +1,11 @@
-# Two entry points (see README): `make run` (set up + the main job, a study) and `make test` (set up + tests).
+# Two entry points (see README): `make run` (set up + the main job, a study) and `make test` (set up + lint + tests).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= configs/default.yaml
 SPACE  ?= search_spaces/ratio.yaml
 
-.PHONY: setup run train test bench bench-quick clean
+.PHONY: setup run train lint test bench bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,13 @@ run: setup
 train: setup
 	$(PY) -m splicemix.train --config $(CONFIG)
 
-test: setup
+# ruff (rules and format) and mypy (strict for the core modules), configured in pyproject.toml
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: setup lint
 	$(PY) -m pytest -q
 
 # speed measurements: one table, written to benchmarks/results/results.{json,csv}

@@ -12,24 +12,56 @@ Submodules: ``consistency`` (SpliceMix-CL), ``metrics`` (mAP, CF1/OF1), ``models
 ``data`` (COCO, VOC, the synthetic data set), ``train`` (single-process trainer).
 """
 
-from importlib import import_module as _import_module
+from __future__ import annotations
 
-from .collate import SpliceBatch, SpliceCollate
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING, Any
+
 from .grids import PRESETS, GridSpec, parse_grid
-from .mixing import SpliceMix, apply_plan
-from .plan import SpliceGroup, SplicePlan
+
+if TYPE_CHECKING:  # the torch-based names load on first use (below)
+    from .collate import SpliceBatch, SpliceCollate
+    from .mixing import SpliceMix, apply_plan
+    from .plan import SpliceGroup, SplicePlan
 
 __version__ = "0.1.0"
 __all__ = [
-    "SpliceMix", "apply_plan", "SplicePlan", "SpliceGroup", "SpliceCollate", "SpliceBatch", "GridSpec",
-    "parse_grid", "PRESETS",
-    "consistency", "metrics", "models", "data",
+    "SpliceMix",
+    "apply_plan",
+    "SplicePlan",
+    "SpliceGroup",
+    "SpliceCollate",
+    "SpliceBatch",
+    "GridSpec",
+    "parse_grid",
+    "PRESETS",
+    "consistency",
+    "metrics",
+    "models",
+    "data",
 ]
-_SUBMODULES = {"consistency", "metrics", "models", "data", "train", "config"}
+# name -> the submodule that defines it. Everything torch-based loads on first use, so that
+# `import splicemix.grids` / `splicemix.results` (what analysis/ needs) does not import torch.
+_LAZY = {
+    "SpliceMix": "mixing",
+    "apply_plan": "mixing",
+    "SplicePlan": "plan",
+    "SpliceGroup": "plan",
+    "SpliceCollate": "collate",
+    "SpliceBatch": "collate",
+}
+_SUBMODULES = {"consistency", "metrics", "models", "data", "train", "config", "engine", "results"}
 
 
-def __getattr__(name: str):
-    # Submodules load on first use: `import splicemix` stays light (no pycocotools, no models).
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(_import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
     if name in _SUBMODULES:
         return _import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -22,9 +22,14 @@ new buffers are left uninitialised, as the mixer overwrites what it uses.
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from .mixing import SpliceMix
+    from .plan import SplicePlan
 
 __all__ = ["SpliceCollate", "SpliceBatch"]
 
@@ -67,7 +72,7 @@ class SpliceBatch:
         return 2
 
     # -- moving ------------------------------------------------------------------------------
-    def _moved(self, non_blocking: bool, **where) -> "SpliceBatch":
+    def _moved(self, non_blocking: bool, **where: Any) -> SpliceBatch:
         """New full-size buffers (``torch.empty(**where)``) holding a copy of the B filled rows."""
         B = self.batch_size
         buf = torch.empty(self.buffer.shape, dtype=self.buffer.dtype, **where)
@@ -76,13 +81,13 @@ class SpliceBatch:
         tbuf[:B].copy_(self.targets, non_blocking=non_blocking)
         return SpliceBatch(buf, tbuf, B)
 
-    def pin_memory(self, device: Any = None) -> "SpliceBatch":
+    def pin_memory(self, device: Any = None) -> SpliceBatch:
         """The batch in page-locked memory (what ``DataLoader(pin_memory=True)`` calls)."""
         if self.buffer.is_pinned() and self.targets_buffer.is_pinned():
             return self
         return self._moved(False, pin_memory=True)
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "SpliceBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SpliceBatch:
         """The batch on ``device`` (the same object if it is there already).
 
         The new buffers have the full (B + reserve) rows; only the B filled rows travel.
@@ -95,13 +100,13 @@ class SpliceBatch:
         return self._moved(non_blocking, device=device)
 
     # -- mixing ------------------------------------------------------------------------------
-    def mix(self, mixer) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    def mix(self, mixer: SpliceMix) -> tuple[torch.Tensor, torch.Tensor, SplicePlan]:
         """``mixer(images, targets, out=buffer, targets_out=targets_buffer)``: the regular batch
         followed by the mixed images (views of the buffers; nothing is copied), targets, plan."""
         return mixer(self.images, self.targets, out=self.buffer, targets_out=self.targets_buffer)
 
     # -- pickling (DataLoader workers): send the buffers once, rebuild the views -------------
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[SpliceBatch], tuple[torch.Tensor, torch.Tensor, int]]:
         return (SpliceBatch, (self.buffer, self.targets_buffer, self.batch_size))
 
     def __repr__(self) -> str:
@@ -131,37 +136,40 @@ class SpliceCollate:
     """
 
     def __init__(
-        self, reserve: int | Any = 0, *, batch_size: int | None = None, targets_dtype: torch.dtype = torch.float32
+        self, reserve: int | SpliceMix = 0, *, batch_size: int | None = None, targets_dtype: torch.dtype = torch.float32
     ) -> None:
-        self.mixer = None
+        self.mixer: SpliceMix | None = None
+        self.reserve: int | None = None  # None when the mixer sizes the reserve
         if isinstance(reserve, int) and not isinstance(reserve, bool):
             if reserve < 0:
                 raise ValueError(f"reserve must be an integer >= 0 or a SpliceMix, got {reserve!r}")
-        elif callable(getattr(reserve, "max_mixed", None)):
+            self.reserve = reserve
+        elif not isinstance(reserve, int) and callable(getattr(reserve, "max_mixed", None)):
             # keep what max_mixed needs, not the mixer's random generator (workers pickle this)
             self.mixer = copy.copy(reserve)
             if hasattr(self.mixer, "generator"):
                 self.mixer.generator = None
-            reserve = None
         else:
             raise ValueError(f"reserve must be an integer >= 0 or a SpliceMix, got {type(reserve).__name__}")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-        self.reserve = reserve
         self.batch_size = batch_size
         self.targets_dtype = targets_dtype
 
     def rows(self, batch_size: int) -> int:
         """Rows of the buffers for a batch of ``batch_size`` samples."""
         base = max(batch_size, self.batch_size or 0)
-        extra = self.mixer.max_mixed(base) if self.mixer is not None else self.reserve
+        extra = self.mixer.max_mixed(base) if self.mixer is not None else (self.reserve or 0)
         return base + extra
 
     def __call__(self, samples: Sequence[Any]) -> SpliceBatch:
         B = len(samples)
         if B == 0:
             raise ValueError("SpliceCollate: cannot collate an empty list of samples")
-        images, targets = [], []
+        images: list[torch.Tensor] = []
+        targets: list[torch.Tensor] = []
         for i, s in enumerate(samples):
             if not isinstance(s, (tuple, list)) or len(s) != 2:
                 raise ValueError(
@@ -177,7 +185,7 @@ class SpliceCollate:
             images.append(img)
             targets.append(torch.as_tensor(tgt))
         first, t_first = images[0], targets[0]
-        for i, (img, tgt) in enumerate(zip(images, targets)):
+        for i, (img, tgt) in enumerate(zip(images, targets, strict=True)):
             if img.shape != first.shape or img.dtype != first.dtype:
                 raise ValueError(
                     f"SpliceCollate: sample {i}'s image is {img.dtype} {tuple(img.shape)}, sample 0's "
@@ -209,7 +217,8 @@ def _new_buffer(like: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype |
         for s in shape:
             numel *= s
         try:
-            storage = torch.UntypedStorage._new_shared(numel * dtype.itemsize, device="cpu")
+            # torch leaves _new_shared unannotated, hence the ignore
+            storage = torch.UntypedStorage._new_shared(numel * dtype.itemsize, device="cpu")  # type: ignore[no-untyped-call]
             return torch.empty(0, dtype=dtype).set_(storage).view(shape)
         except (AttributeError, RuntimeError, TypeError):
             pass

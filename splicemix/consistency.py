@@ -22,7 +22,8 @@ For a Vision Transformer, lay its patch tokens out as a map first with :func:`to
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -81,11 +82,9 @@ def split_cells_by_group(fmap_mixed: torch.Tensor, plan: SplicePlan) -> list[tor
     """
     _check_map(fmap_mixed, "fmap_mixed")
     if fmap_mixed.shape[0] != plan.num_mixed:
-        raise ValueError(
-            f"fmap_mixed has {fmap_mixed.shape[0]} maps but the plan has {plan.num_mixed} mixed images"
-        )
+        raise ValueError(f"fmap_mixed has {fmap_mixed.shape[0]} maps but the plan has {plan.num_mixed} mixed images")
     return [
-        _group_cells(fmap_mixed[o : o + g.n], g.rows, g.cols) for g, o in zip(plan.groups, plan.offsets())
+        _group_cells(fmap_mixed[o : o + g.n], g.rows, g.cols) for g, o in zip(plan.groups, plan.offsets(), strict=True)
     ]
 
 
@@ -170,8 +169,7 @@ def consistency_predictions(
     mask = torch.cat([~g.dropped.reshape(-1) for g in plan.groups]).to(cell_logits.device)
     if cell_logits.shape != target_logits.shape:
         raise ValueError(
-            f"classifier gave cell logits of shape {tuple(cell_logits.shape)}, "
-            f"expected {tuple(target_logits.shape)}"
+            f"classifier gave cell logits of shape {tuple(cell_logits.shape)}, expected {tuple(target_logits.shape)}"
         )
     return ConsistencyOutput(cell_logits, target_logits, mask)
 
@@ -233,13 +231,14 @@ def tokens_to_map(tokens: torch.Tensor, h: int | None = None, w: int | None = No
         shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
         raise ValueError(f"tokens must be (N, L, C) patch tokens, got {shape}")
     n, length, c = tokens.shape
-    if h is None and w is None:
-        s = math.isqrt(length)
-        h = w = s
-    elif h is None:
+    if h is not None and w is not None:
+        pass
+    elif w is not None:
         h = length // w if w else 0
-    elif w is None:
+    elif h is not None:
         w = length // h if h else 0
+    else:
+        h = w = math.isqrt(length)
     if h * w != length or h < 1:
         raise ValueError(
             f"cannot lay {length} tokens out as a {h}x{w} map"

@@ -9,8 +9,9 @@ GridSpec(rows=2, cols=3, drop=2)
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence, Union
+from typing import Any
 
 _GRID_RE = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 MAX_SIDE = 16  # a 16x16 grid of 448 px images gives 28 px cells; beyond that is a typo
@@ -30,9 +31,7 @@ class GridSpec:
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ValueError(f"grid {name} must be an integer, got {v!r}")
         if not (1 <= self.rows <= MAX_SIDE and 1 <= self.cols <= MAX_SIDE):
-            raise ValueError(
-                f"grid {self.rows}x{self.cols}: rows and cols must be between 1 and {MAX_SIDE}"
-            )
+            raise ValueError(f"grid {self.rows}x{self.cols}: rows and cols must be between 1 and {MAX_SIDE}")
         if not 0 <= self.drop < self.cells:
             raise ValueError(
                 f"grid {self.rows}x{self.cols}-{self.drop}: drops {self.drop} cells but it has "
@@ -52,17 +51,18 @@ class GridSpec:
     def square(self) -> bool:
         return self.rows == self.cols
 
-    def transposed(self) -> "GridSpec":
+    def transposed(self) -> GridSpec:
         return GridSpec(self.cols, self.rows, self.drop)
 
     def __str__(self) -> str:
         return f"{self.rows}x{self.cols}" + (f"-{self.drop}" if self.drop else "")
 
 
-GridLike = Union[str, GridSpec]
+#: a grid as text (``"2x3-2"``) or as a GridSpec
+GridLike = str | GridSpec
 
 
-def parse_grid(grid: GridLike) -> GridSpec:
+def parse_grid(grid: GridLike | Sequence[int]) -> GridSpec:
     """Parse ``"RxC"`` / ``"RxC-D"`` (also accepts a GridSpec or an ``(R, C[, D])`` tuple)."""
     if isinstance(grid, GridSpec):
         return grid
@@ -83,6 +83,7 @@ def parse_grids(
     grids: GridLike | Sequence[GridLike] | Mapping[GridLike, float],
 ) -> tuple[list[GridSpec], list[float]]:
     """Normalise the ``grids`` argument into (specs, weights); weights sum to 1."""
+    items: list[tuple[GridLike, float]]
     if isinstance(grids, (str, GridSpec)):
         items = [(grids, 1.0)]
     elif isinstance(grids, Mapping):
@@ -93,20 +94,21 @@ def parse_grids(
         raise ValueError(f"grids must be a grid string, a list of them or a mapping grid->weight, got {grids!r}")
     if not items:
         raise ValueError("grids is empty: give at least one grid such as '2x2'")
-    specs, weights = [], []
-    for g, w in items:
+    specs: list[GridSpec] = []
+    weights: list[float] = []
+    for g, raw in items:
         spec = parse_grid(g)
         try:
-            w = float(w)
+            w = float(raw)
         except (TypeError, ValueError):
-            raise ValueError(f"weight of grid {g!r} must be a number, got {w!r}") from None
+            raise ValueError(f"weight of grid {g!r} must be a number, got {raw!r}") from None
         if not w >= 0 or w == float("inf"):
             raise ValueError(f"weight of grid {g!r} must be a finite number >= 0, got {w!r}")
         specs.append(spec)
         weights.append(w)
     total = sum(weights)
     if total <= 0:
-        raise ValueError(f"grid weights must not all be zero, got {dict(zip(map(str, specs), weights))}")
+        raise ValueError(f"grid weights must not all be zero, got {dict(zip(map(str, specs), weights, strict=True))}")
     return specs, [w / total for w in weights]
 
 
@@ -115,8 +117,9 @@ def parse_grids(
 # "minimal" is a fixed 2x2 grid without drops. Both use |B'| = |B| // 4.
 #: |B'| / |B| of both presets: what ``mixed_ratio: null`` means everywhere (trainer, study, analysis)
 DEFAULT_MIXED_RATIO = 0.25
-PRESETS: dict[str, dict] = {
-    "default": dict(grids={"1x2": 0.3, "2x2": 0.4, "2x3": 0.3}, drop_prob=0.3, mixed_ratio=DEFAULT_MIXED_RATIO,
-                    asymmetric=True),
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": dict(
+        grids={"1x2": 0.3, "2x2": 0.4, "2x3": 0.3}, drop_prob=0.3, mixed_ratio=DEFAULT_MIXED_RATIO, asymmetric=True
+    ),
     "minimal": dict(grids=["2x2"], drop_prob=0.0, mixed_ratio=DEFAULT_MIXED_RATIO, asymmetric=True),
 }

@@ -35,7 +35,8 @@ def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
         t = x.detach().cpu()
         if t.is_floating_point() and t.dtype.itemsize < 4:  # float16 / bfloat16
             t = t.float()
-        return t.numpy()
+        arr: np.ndarray = t.numpy()
+        return arr
     try:
         return np.asarray(x)
     except Exception as exc:  # pragma: no cover - exotic inputs
@@ -52,7 +53,8 @@ def _check_binary(a: np.ndarray, name: str) -> np.ndarray:
     if bad.any():
         vals = np.unique(a[bad])[:5].tolist()
         raise ValueError(f"{name} must contain only 0/1, got other values such as {vals}")
-    return a != 0
+    nonzero: np.ndarray = a != 0
+    return nonzero
 
 
 def _prepare(
@@ -70,8 +72,7 @@ def _prepare(
         raise ValueError(f"targets must be 2-D (N, K), got shape {tuple(t.shape)}")
     if s.shape != t.shape:
         raise ValueError(
-            f"shape mismatch: {score_name} has shape {tuple(s.shape)} "
-            f"but targets has shape {tuple(t.shape)}"
+            f"shape mismatch: {score_name} has shape {tuple(s.shape)} but targets has shape {tuple(t.shape)}"
         )
     if s.shape[0] == 0:
         raise ValueError(f"no samples: {score_name} has shape {tuple(s.shape)} (N == 0)")
@@ -94,16 +95,13 @@ def _prepare(
         m = _to_numpy(ignore, "ignore")
         if m.shape != s.shape:
             raise ValueError(
-                f"shape mismatch: ignore has shape {tuple(m.shape)} "
-                f"but {score_name} has shape {tuple(s.shape)}"
+                f"shape mismatch: ignore has shape {tuple(m.shape)} but {score_name} has shape {tuple(s.shape)}"
             )
         m = _check_binary(m, "ignore")
     return s, t, m
 
 
-def average_precision(
-    scores: ArrayLike, targets: ArrayLike, ignore: ArrayLike | None = None
-) -> np.ndarray:
+def average_precision(scores: ArrayLike, targets: ArrayLike, ignore: ArrayLike | None = None) -> np.ndarray:
     """Per-class non-interpolated average precision, shape ``(K,)``, float64 fractions.
 
     Identical to ``sklearn.metrics.average_precision_score(targets[:, k], scores[:, k])``
@@ -139,31 +137,27 @@ def average_precision(
     with np.errstate(invalid="ignore", divide="ignore"):
         precision_end = np.where(seen_end > 0, tp_end / seen_end, 0.0)
         # AP = sum_runs (R_end - R_prev) P_end = sum over positives of P at their run end / P
-        ap = np.where(pos_sorted, precision_end, 0.0).sum(axis=1) / n_pos
+        ap: np.ndarray = np.where(pos_sorted, precision_end, 0.0).sum(axis=1) / n_pos
     ap[n_pos == 0] = np.nan
     return ap
 
 
-def mean_average_precision(
-    scores: ArrayLike, targets: ArrayLike, ignore: ArrayLike | None = None
-) -> float:
+def mean_average_precision(scores: ArrayLike, targets: ArrayLike, ignore: ArrayLike | None = None) -> float:
     """Mean over classes of :func:`average_precision` (fraction), skipping NaN classes.
 
     Raises ValueError if no class has a positive (non-ignored) target.
     """
     ap = average_precision(scores, targets, ignore)
     if np.isnan(ap).all():
-        raise ValueError(
-            f"mAP undefined: none of the {ap.shape[0]} classes has a positive "
-            "(non-ignored) target"
-        )
+        raise ValueError(f"mAP undefined: none of the {ap.shape[0]} classes has a positive (non-ignored) target")
     return float(np.nanmean(ap))
 
 
 def _safe_div(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b > 0)
+    q: np.ndarray = np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b > 0)
+    return q
 
 
 def _f1(p: float, r: float) -> float:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +61,7 @@ def _resize(x: torch.Tensor, size: tuple[int, int], antialias: bool, out: torch.
     elif out is not None and x.is_contiguous() and out.is_contiguous() and not _needs_grad(x):
         # the out= overloads of what F.interpolate calls (scale factors None: the same kernel)
         op = torch._C._nn._upsample_bilinear2d_aa if antialias else torch._C._nn.upsample_bilinear2d
-        return op(x, size, True, None, None, out=out)
+        return op(x, size, True, None, None, out=out)  # type: ignore[call-arg]  # torch's stub lacks the out= overload
     else:
         y = F.interpolate(x, size, mode="bilinear", align_corners=True, antialias=antialias)
     return y if out is None else out.copy_(y)
@@ -78,8 +79,9 @@ def splice_images(
     return _splice(images, group, antialias, out, None)
 
 
-def _splice(images: torch.Tensor, group: SpliceGroup, antialias: bool, out: torch.Tensor | None,
-            scratch: "_Scratch | None") -> torch.Tensor:
+def _splice(
+    images: torch.Tensor, group: SpliceGroup, antialias: bool, out: torch.Tensor | None, scratch: _Scratch | None
+) -> torch.Tensor:
     B, C, H, W = images.shape
     rows, cols, n = group.rows, group.cols, group.n
     ch, cw = H // rows, W // cols
@@ -101,7 +103,7 @@ def _splice(images: torch.Tensor, group: SpliceGroup, antialias: bool, out: torc
     if exact:
         out.copy_(grid)
     elif out.is_contiguous() and not _needs_grad(grid):
-        torch._C._nn.upsample_bilinear2d(grid, (H, W), True, None, None, out=out)
+        torch._C._nn.upsample_bilinear2d(grid, (H, W), True, None, None, out=out)  # type: ignore[call-arg]  # as above
     else:
         out.copy_(F.interpolate(grid, (H, W), mode="bilinear", align_corners=True))
     return out
@@ -119,11 +121,11 @@ class _Scratch:
         self._local = threading.local()
 
     @staticmethod
-    def take(scratch: "_Scratch | None", name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    def take(scratch: _Scratch | None, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """An uninitialised ``like``-typed tensor of ``shape`` (a view of a reused buffer)."""
         if scratch is None or like.device.type != "cpu" or _needs_grad(like):
             return like.new_empty(shape)
-        bufs = scratch._local.__dict__.setdefault("bufs", {})
+        bufs: dict[tuple[str, torch.dtype], torch.Tensor] = scratch._local.__dict__.setdefault("bufs", {})
         numel = math.prod(shape)
         buf = bufs.get((name, like.dtype))
         if buf is None or buf.numel() < numel:
@@ -135,8 +137,9 @@ def _needs_grad(x: torch.Tensor) -> bool:
     return x.requires_grad and torch.is_grad_enabled()
 
 
-def _cell_sources(images: torch.Tensor, group: SpliceGroup, size: tuple[int, int], antialias: bool,
-                  scratch: _Scratch | None = None):
+def _cell_sources(
+    images: torch.Tensor, group: SpliceGroup, size: tuple[int, int], antialias: bool, scratch: _Scratch | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sources resized to the cell size plus, if any cell is dropped, one zero image:
     (S [+ 1], C, ch, cw); and each cell's row in it, (n, cells); dropped cells point at the
     zero image (row S).
@@ -236,8 +239,15 @@ def apply_plan(
     return _apply(images, targets, plan, antialias, out, targets_out)
 
 
-def _apply(images, targets, plan: SplicePlan, antialias: bool, out, targets_out,
-           scratch: _Scratch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _apply(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    plan: SplicePlan,
+    antialias: bool,
+    out: torch.Tensor | None,
+    targets_out: torch.Tensor | None,
+    scratch: _Scratch | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """apply_plan without the input checks (for plans the mixer drew for this very batch)."""
     B = images.shape[0]
     total = B + plan.num_mixed
@@ -270,8 +280,12 @@ def _buffer(buf: torch.Tensor | None, like: torch.Tensor, total: int, name: str)
     if buf is None:
         return like.new_empty(shape)
     if (
-        not isinstance(buf, torch.Tensor) or buf.dim() != len(shape) or buf.shape[0] < total
-        or tuple(buf.shape[1:]) != shape[1:] or buf.dtype != like.dtype or buf.device != like.device
+        not isinstance(buf, torch.Tensor)
+        or buf.dim() != len(shape)
+        or buf.shape[0] < total
+        or tuple(buf.shape[1:]) != shape[1:]
+        or buf.dtype != like.dtype
+        or buf.device != like.device
     ):
         got = f"{buf.dtype} {tuple(buf.shape)} on {buf.device}" if isinstance(buf, torch.Tensor) else type(buf).__name__
         raise ValueError(
@@ -287,6 +301,27 @@ def _largest_remainder(total: int, weights: Sequence[float]) -> list[int]:
     order = sorted(range(len(raw)), key=lambda i: raw[i] - counts[i], reverse=True)
     for i in order[: total - sum(counts)]:
         counts[i] += 1
+    return counts
+
+
+def _check_ratio(ratio: float | str) -> float | str:
+    """``mixed_ratio`` as given: a finite number >= 0, or ``"paper"``."""
+    if isinstance(ratio, str):
+        if ratio != "paper":
+            raise ValueError(f"mixed_ratio must be a number >= 0 or 'paper', got {ratio!r}")
+    elif isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not (0 <= ratio < float("inf")):
+        raise ValueError(f"mixed_ratio must be a number >= 0 or 'paper', got {ratio!r}")
+    return ratio
+
+
+def _check_counts(counts: Sequence[int], specs: Sequence[GridSpec]) -> list[int]:
+    """``counts`` as a list: one integer >= 0 per grid."""
+    counts = list(counts)
+    if len(counts) != len(specs) or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts):
+        raise ValueError(
+            f"counts must give one integer >= 0 per grid ({len(specs)} grids: "
+            f"{', '.join(map(str, specs))}), got {counts!r}"
+        )
     return counts
 
 
@@ -325,7 +360,7 @@ class SpliceMix:
 
     def __init__(
         self,
-        grids: str | GridLike | Sequence[GridLike] | Mapping[GridLike, float] = "default",
+        grids: GridLike | Sequence[GridLike] | Mapping[GridLike, float] = "default",
         *,
         mixed_ratio: float | str | None = None,
         counts: Sequence[int] | None = None,
@@ -337,35 +372,20 @@ class SpliceMix:
         antialias: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
-        preset = {}
+        preset: dict[str, Any] = {}
+        self.preset: str | None = None
         if isinstance(grids, str) and grids.strip().lower() in PRESETS:
             self.preset = grids.strip().lower()
             preset = PRESETS[self.preset]
             grids = preset["grids"]
-        else:
-            self.preset = None
         self.specs, self.weights = parse_grids(grids)
-        self.mixed_ratio = mixed_ratio if mixed_ratio is not None else preset.get("mixed_ratio", DEFAULT_MIXED_RATIO)
-        if isinstance(self.mixed_ratio, str):
-            if self.mixed_ratio != "paper":
-                raise ValueError(f"mixed_ratio must be a number >= 0 or 'paper', got {self.mixed_ratio!r}")
-        elif isinstance(self.mixed_ratio, bool) or not isinstance(self.mixed_ratio, (int, float)) or not (
-            0 <= self.mixed_ratio < float("inf")
-        ):
-            raise ValueError(f"mixed_ratio must be a number >= 0 or 'paper', got {self.mixed_ratio!r}")
+        self.mixed_ratio = _check_ratio(
+            mixed_ratio if mixed_ratio is not None else preset.get("mixed_ratio", DEFAULT_MIXED_RATIO)
+        )
         if grid_sampling not in ("batch", "split"):
             raise ValueError(f"grid_sampling must be 'batch' or 'split', got {grid_sampling!r}")
-        self.counts = None
-        if counts is not None:
-            counts = list(counts)
-            if len(counts) != len(self.specs) or any(
-                isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts
-            ):
-                raise ValueError(
-                    f"counts must give one integer >= 0 per grid ({len(self.specs)} grids: "
-                    f"{', '.join(map(str, self.specs))}), got {counts!r}"
-                )
-            self.counts = counts
+        self.counts = None if counts is None else _check_counts(counts, self.specs)
+        if self.counts is not None:
             grid_sampling = "split"
         self.grid_sampling = grid_sampling
         self.drop_prob = float(drop_prob if drop_prob is not None else preset.get("drop_prob", 0.0))
@@ -382,12 +402,12 @@ class SpliceMix:
         self.generator = generator
         self._scratch = _Scratch()
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_scratch", None)  # per-thread scratch memory: neither copied nor pickled
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._scratch = _Scratch()
 
@@ -400,7 +420,7 @@ class SpliceMix:
         return int(torch.randint(low, high + 1, (), generator=self.generator))
 
     def _num_mixed(self, spec: GridSpec, batch_size: int, share: float, drop: int) -> int:
-        if self.mixed_ratio == "paper":
+        if isinstance(self.mixed_ratio, str):  # "paper"
             return math.floor(share * (batch_size // (spec.cells - drop)))
         return math.floor(self.mixed_ratio * batch_size * share + 1e-9)
 
@@ -437,16 +457,19 @@ class SpliceMix:
             return SplicePlan([], batch_size)
         if self.grid_sampling == "batch":
             k = int(torch.multinomial(torch.tensor(self.weights), 1, generator=self.generator))
-            chosen = [(self.specs[k], 1.0, None)]
+            chosen: list[tuple[GridSpec, float, int | None]] = [(self.specs[k], 1.0, None)]
         else:
-            chosen = [(s, w, None if self.counts is None else self.counts[i])
-                      for i, (s, w) in enumerate(zip(self.specs, self.weights)) if w > 0 or self.counts]
-        groups = []
+            chosen = [
+                (s, w, None if self.counts is None else self.counts[i])
+                for i, (s, w) in enumerate(zip(self.specs, self.weights, strict=True))
+                if w > 0 or self.counts
+            ]
+        groups: list[SpliceGroup] = []
         # In split mode with a ratio, B' is shared out by weight with largest remainders.
-        if self.grid_sampling == "split" and self.counts is None and self.mixed_ratio != "paper":
+        if self.grid_sampling == "split" and self.counts is None and not isinstance(self.mixed_ratio, str):
             total = math.floor(self.mixed_ratio * batch_size + 1e-9)
             shares = _largest_remainder(total, [w for _, w, _ in chosen])
-            chosen = [(s, w, c) for (s, w, _), c in zip(chosen, shares)]
+            chosen = [(s, w, c) for (s, w, _), c in zip(chosen, shares, strict=True)]
         for spec, share, count in chosen:
             if spec.cells > batch_size:
                 raise ValueError(
@@ -477,10 +500,10 @@ class SpliceMix:
         """The largest B' this mixer can append to a batch of ``batch_size`` (to size buffers)."""
         if self.counts is not None:
             return sum(self.counts)
-        if self.mixed_ratio != "paper":
+        if not isinstance(self.mixed_ratio, str):  # not "paper"
             return math.floor(self.mixed_ratio * batch_size + 1e-9)
-        per = []
-        for spec, weight in zip(self.specs, self.weights):
+        per: list[int] = []
+        for spec, weight in zip(self.specs, self.weights, strict=True):
             # the paper's B' grows with the drop count: take the most drops this mixer can draw
             most = spec.drop or (min(spec.cells - 1, self.max_drop or spec.cells) if self.drop_prob else 0)
             share = 1.0 if self.grid_sampling == "batch" else weight
@@ -488,7 +511,7 @@ class SpliceMix:
         return sum(per) if self.grid_sampling == "split" else max(per)
 
     def __repr__(self) -> str:
-        grids = ", ".join(f"{s}: {w:.2g}" for s, w in zip(self.specs, self.weights))
+        grids = ", ".join(f"{s}: {w:.2g}" for s, w in zip(self.specs, self.weights, strict=True))
         ratio = self.mixed_ratio if self.counts is None else f"counts={self.counts}"
         return (
             f"SpliceMix(grids={{{grids}}}, mixed_ratio={ratio}, grid_sampling={self.grid_sampling!r}, "

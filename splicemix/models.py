@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from torchvision.models import ResNet, VisionTransformer
 
 __all__ = ["MultiLabelNet", "SmallCNN", "build_model", "list_models", "load_backbone_weights"]
 
@@ -50,7 +54,7 @@ class _ResNetFeatures(nn.Module):
     torchvision ResNet checkpoint without ``fc.*``.
     """
 
-    def __init__(self, resnet: nn.Module) -> None:
+    def __init__(self, resnet: ResNet) -> None:
         super().__init__()
         self.conv1 = resnet.conv1
         self.bn1 = resnet.bn1
@@ -60,7 +64,7 @@ class _ResNetFeatures(nn.Module):
         self.layer2 = resnet.layer2
         self.layer3 = resnet.layer3
         self.layer4 = resnet.layer4
-        self.out_channels = resnet.fc.in_features
+        self.out_channels: int = resnet.fc.in_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -74,7 +78,7 @@ class _ViTFeatures(nn.Module):
     state dict keys are those of a torchvision ViT checkpoint without ``heads.*``.
     """
 
-    def __init__(self, vit: nn.Module) -> None:
+    def __init__(self, vit: VisionTransformer) -> None:
         super().__init__()
         self.conv_proj = vit.conv_proj
         self.class_token = vit.class_token
@@ -102,9 +106,7 @@ class _ViTFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] < self.patch_size or x.shape[-1] < self.patch_size:
-            raise ValueError(
-                f"ViT input of size {tuple(x.shape[-2:])} is smaller than one {self.patch_size}px patch"
-            )
+            raise ValueError(f"ViT input of size {tuple(x.shape[-2:])} is smaller than one {self.patch_size}px patch")
         t = self.conv_proj(x)  # (N, C, gh, gw)
         n, c, gh, gw = t.shape
         t = t.flatten(2).transpose(1, 2)  # (N, gh*gw, C)
@@ -206,7 +208,10 @@ class MultiLabelNet(nn.Module):
         return self.head.parameters()
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, pool={self.pool_type!r}, num_features={self.num_features}, num_classes={self.num_classes}"
+        return (
+            f"name={self.name!r}, pool={self.pool_type!r}, num_features={self.num_features}, "
+            f"num_classes={self.num_classes}"
+        )
 
 
 # --------------------------------------------------------------------------- pretrained weights
@@ -277,9 +282,9 @@ def load_backbone_weights(model: MultiLabelNet, path: str | os.PathLike) -> Mult
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"pretrained weights {path!r}: expected a state dict of tensors, got {type(state).__name__}")
     if state and all(k.startswith("module.") for k in state):
-        state = OrderedDict((k[len("module."):], v) for k, v in state.items())
+        state = OrderedDict((k[len("module.") :], v) for k, v in state.items())
     if any(k.startswith("backbone.") for k in state):
-        state = OrderedDict((k[len("backbone."):], v) for k, v in state.items() if k.startswith("backbone."))
+        state = OrderedDict((k[len("backbone.") :], v) for k, v in state.items() if k.startswith("backbone."))
     state = OrderedDict(
         (k, v) for k, v in state.items() if not (k.startswith("fc.") or k.startswith("heads.") or k.startswith("head."))
     )
@@ -308,9 +313,7 @@ def load_backbone_weights(model: MultiLabelNet, path: str | os.PathLike) -> Mult
             parts.append(f"unexpected keys {_few(unexpected)}")
         if shapes:
             parts.append(f"shape mismatches {_few(shapes, 3)}")
-        raise ValueError(
-            f"pretrained weights {path!r} do not match the {model.name!r} backbone: " + "; ".join(parts)
-        )
+        raise ValueError(f"pretrained weights {path!r} do not match the {model.name!r} backbone: " + "; ".join(parts))
     model.backbone.load_state_dict(state, strict=True)
     return model
 
@@ -323,9 +326,8 @@ def _build_backbone(name: str, image_size: int) -> tuple[nn.Module, int, int | N
     from torchvision.models.vision_transformer import VisionTransformer
 
     if name in ("resnet18", "resnet50", "resnet101"):
-        net = getattr(tvm, name)(weights=None)
-        bb = _ResNetFeatures(net)
-        return bb, bb.out_channels, None
+        resnet = _ResNetFeatures(getattr(tvm, name)(weights=None))
+        return resnet, resnet.out_channels, None
     if name in ("vit_b_16", "vit_tiny"):
         cfg = (
             dict(patch_size=16, num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072)
@@ -334,13 +336,14 @@ def _build_backbone(name: str, image_size: int) -> tuple[nn.Module, int, int | N
         )
         p = cfg["patch_size"]
         if not isinstance(image_size, int) or image_size < p or image_size % p:
-            raise ValueError(f"{name}: image_size must be a positive multiple of the patch size {p}, got {image_size!r}")
-        vit = VisionTransformer(image_size=image_size, num_classes=1000, **cfg)
-        bb = _ViTFeatures(vit)
-        return bb, bb.out_channels, p
+            raise ValueError(
+                f"{name}: image_size must be a positive multiple of the patch size {p}, got {image_size!r}"
+            )
+        vit = _ViTFeatures(VisionTransformer(image_size=image_size, num_classes=1000, **cfg))
+        return vit, vit.out_channels, p
     if name == "smallcnn":
-        bb = SmallCNN()
-        return bb, bb.out_channels, None
+        cnn = SmallCNN()
+        return cnn, cnn.out_channels, None
     raise ValueError(f"unknown model {name!r}; valid names: {', '.join(_MODELS)}")
 
 

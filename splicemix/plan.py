@@ -10,53 +10,54 @@ plain dataclasses, so a user can write a plan by hand::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 
-@dataclass
+@dataclass(init=False)
 class SpliceGroup:
     """``n`` mixed images that share one ``rows x cols`` grid.
 
     ``sources[m, k]`` is the index, in the regular batch, of the image spliced into cell ``k``
     (row-major: ``k = i * cols + j``) of the group's ``m``-th mixed image.
-    ``dropped[m, k]`` marks cells that are zeroed and contribute no labels.
+    ``dropped[m, k]`` marks cells that are zeroed and contribute no labels (none when not given).
+    Both may be given as nested lists, or for one mixed image as one row.
     """
 
     rows: int
     cols: int
     sources: torch.Tensor
-    dropped: torch.Tensor | None = None
+    dropped: torch.Tensor
 
-    def __post_init__(self) -> None:
-        if not (isinstance(self.rows, int) and isinstance(self.cols, int)) or self.rows < 1 or self.cols < 1:
-            raise ValueError(f"SpliceGroup: rows and cols must be positive integers, got {self.rows!r}x{self.cols!r}")
-        cells = self.rows * self.cols
-        if not isinstance(self.sources, torch.Tensor):
-            self.sources = torch.as_tensor(self.sources, dtype=torch.long)
-        if self.sources.dim() == 1 and self.sources.numel() == cells:
-            self.sources = self.sources.unsqueeze(0)
+    def __init__(
+        self,
+        rows: int,
+        cols: int,
+        sources: torch.Tensor | Sequence[Any],
+        dropped: torch.Tensor | Sequence[Any] | None = None,
+    ) -> None:
+        if not (isinstance(rows, int) and isinstance(cols, int)) or rows < 1 or cols < 1:
+            raise ValueError(f"SpliceGroup: rows and cols must be positive integers, got {rows!r}x{cols!r}")
+        cells = rows * cols
+        self.rows, self.cols = rows, cols
+        self.sources = _as_matrix(sources, torch.long, cells)
         if self.sources.dim() != 2 or self.sources.shape[1] != cells:
             raise ValueError(
-                f"SpliceGroup {self.rows}x{self.cols}: sources must have shape (n, {cells}), "
-                f"got {tuple(self.sources.shape)}"
+                f"SpliceGroup {rows}x{cols}: sources must have shape (n, {cells}), got {tuple(self.sources.shape)}"
             )
-        if self.sources.dtype != torch.long:
-            self.sources = self.sources.long()
-        if self.dropped is None:
-            self.dropped = torch.zeros(self.sources.shape, dtype=torch.bool, device=self.sources.device)
-        elif not isinstance(self.dropped, torch.Tensor):
-            self.dropped = torch.as_tensor(self.dropped, dtype=torch.bool)
-        if self.dropped.dim() == 1 and self.dropped.numel() == cells:
-            self.dropped = self.dropped.unsqueeze(0)
+        self.sources = self.sources.long()
+        if dropped is None:
+            dropped = torch.zeros(self.sources.shape, dtype=torch.bool, device=self.sources.device)
+        self.dropped = _as_matrix(dropped, torch.bool, cells)
         if tuple(self.dropped.shape) != tuple(self.sources.shape):
             raise ValueError(
-                f"SpliceGroup {self.rows}x{self.cols}: dropped must have the shape of sources "
+                f"SpliceGroup {rows}x{cols}: dropped must have the shape of sources "
                 f"{tuple(self.sources.shape)}, got {tuple(self.dropped.shape)}"
             )
-        if self.dropped.dtype != torch.bool:
-            self.dropped = self.dropped.bool()
+        self.dropped = self.dropped.bool()
 
     @property
     def n(self) -> int:
@@ -67,7 +68,7 @@ class SpliceGroup:
     def cells(self) -> int:
         return self.rows * self.cols
 
-    def to(self, device: torch.device | str) -> "SpliceGroup":
+    def to(self, device: torch.device | str) -> SpliceGroup:
         return SpliceGroup(self.rows, self.cols, self.sources.to(device), self.dropped.to(device))
 
 
@@ -97,18 +98,25 @@ class SplicePlan:
 
     def offsets(self) -> list[int]:
         """Index of each group's first mixed image among the mixed images (0-based)."""
-        out, k = [], 0
+        out: list[int] = []
+        k = 0
         for g in self.groups:
             out.append(k)
             k += g.n
         return out
 
-    def to(self, device: torch.device | str) -> "SplicePlan":
+    def to(self, device: torch.device | str) -> SplicePlan:
         return SplicePlan([g.to(device) for g in self.groups], self.batch_size)
 
     def __repr__(self) -> str:
-        parts = []
+        parts: list[str] = []
         for g in self.groups:
             d = int(g.dropped.sum())
             parts.append(f"{g.n}x[{g.rows}x{g.cols}" + (f", {d} cells dropped" if d else "") + "]")
         return f"SplicePlan(batch_size={self.batch_size}, mixed={self.num_mixed}: {', '.join(parts) or 'none'})"
+
+
+def _as_matrix(x: torch.Tensor | Sequence[Any], dtype: torch.dtype, cells: int) -> torch.Tensor:
+    """``x`` as a tensor (lists become ``dtype``); one row of ``cells`` entries becomes a (1, cells) matrix."""
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=dtype)
+    return t.unsqueeze(0) if t.dim() == 1 and t.numel() == cells else t

@@ -12,15 +12,40 @@ from __future__ import annotations
 import enum
 import json
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pydantic import BaseModel
 
 __all__ = [
-    "EPOCH", "METHOD", "TRAIN_LOSS", "CL_LOSS", "LR", "MAP", "F1_KEYS", "TOP3", "RARE_PAIRS", "COMMON_PAIRS",
-    "IMAGES_PER_S", "REGULAR_IMAGES_PER_S", "TRAIN_TIME_S", "EVAL_TIME_S", "EPOCH_TIME_S", "DIVERGED",
-    "BEST_EPOCH", "FINAL", "BEST", "CFG", "Status", "map_at", "size_of", "final", "best", "cfg_column",
-    "low_res_column", "flatten_config",
+    "EPOCH",
+    "METHOD",
+    "TRAIN_LOSS",
+    "CL_LOSS",
+    "LR",
+    "MAP",
+    "F1_KEYS",
+    "TOP3",
+    "RARE_PAIRS",
+    "COMMON_PAIRS",
+    "IMAGES_PER_S",
+    "REGULAR_IMAGES_PER_S",
+    "TRAIN_TIME_S",
+    "EVAL_TIME_S",
+    "EPOCH_TIME_S",
+    "DIVERGED",
+    "BEST_EPOCH",
+    "FINAL",
+    "BEST",
+    "CFG",
+    "Status",
+    "map_at",
+    "size_of",
+    "final",
+    "best",
+    "cfg_column",
+    "low_res_column",
+    "flatten_config",
 ]
 
 # --------------------------------------------------------------------------- per-epoch keys
@@ -75,20 +100,23 @@ class Status(str, enum.Enum):
 
 
 def final(metric: str) -> str:
+    """The per-trial column of ``metric`` at the last epoch (``final_mAP``)."""
     return FINAL + metric
 
 
 def best(metric: str) -> str:
+    """The per-trial column of the best value of ``metric`` over the epochs (``best_mAP``)."""
     return BEST + metric
 
 
 def cfg_column(key: str) -> str:
+    """The per-trial column of one dotted config key (``cfg.mix.mixed_ratio``)."""
     return CFG + key
 
 
 def low_res_column(columns: Iterable[str], prefix: str = FINAL) -> tuple[str | None, int | None]:
     """The ``<prefix>mAP@S`` column with the smallest S among ``columns`` (and S), or (None, None)."""
-    found = sorted((s, c) for c in columns if c.startswith(prefix) and (s := size_of(c[len(prefix):])) is not None)
+    found = sorted((s, c) for c in columns if c.startswith(prefix) and (s := size_of(c[len(prefix) :])) is not None)
     return (found[0][1], found[0][0]) if found else (None, None)
 
 

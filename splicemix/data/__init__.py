@@ -10,6 +10,13 @@ from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, denormali
 from .voc import VOC_CLASSES, VOCMultiLabel
 
 __all__ = [
-    "CocoMultiLabel", "VOCMultiLabel", "VOC_CLASSES", "CorruptImageError", "SkipCorrupt",
-    "build_transforms", "denormalize", "IMAGENET_MEAN", "IMAGENET_STD",
+    "CocoMultiLabel",
+    "VOCMultiLabel",
+    "VOC_CLASSES",
+    "CorruptImageError",
+    "SkipCorrupt",
+    "build_transforms",
+    "denormalize",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
 ]

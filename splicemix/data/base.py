@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from PIL import Image
@@ -22,7 +22,7 @@ class CorruptImageError(OSError):
     image); the message names the file, ``path`` holds it (None after a DataLoader worker
     re-raised the error, which keeps only the message)."""
 
-    def __init__(self, message: str, path: Optional[str] = None) -> None:
+    def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
 
@@ -42,7 +42,8 @@ def load_rgb(path: str) -> Image.Image:
     try:
         with Image.open(path) as im:
             return im.convert("RGB")  # convert() forces a full decode inside the try
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # (PIL's UnidentifiedImageError is an OSError)
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise CorruptImageError(
             f"cannot read image file {path!r}: {reason}; expected a readable image "
@@ -101,9 +102,15 @@ class SkipCorrupt(Dataset):
     processes report to the parent; :meth:`summary` says how many and which.
     """
 
-    def __init__(self, dataset: Dataset, paths: Sequence[str], blank: Optional[tuple[int, int, int]] = None,
-                 targets: Optional[torch.Tensor] = None, bad: Optional[torch.Tensor] = None) -> None:
-        n = len(dataset)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        dataset: Dataset,
+        paths: Sequence[str],
+        blank: tuple[int, int, int] | None = None,
+        targets: torch.Tensor | None = None,
+        bad: torch.Tensor | None = None,
+    ) -> None:
+        n = len(dataset)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; the wrapped ones have it
         if len(paths) != n:
             raise ValueError(f"SkipCorrupt: {len(paths)} paths for {n} samples")
         if blank is not None and targets is None:
@@ -133,7 +140,7 @@ class SkipCorrupt(Dataset):
         """Indices of the samples found corrupt so far (in this process and its loader workers)."""
         return torch.nonzero(self.bad).flatten().tolist()
 
-    def summary(self, what: str = "images", indices: Optional[Sequence[int]] = None) -> Optional[str]:
+    def summary(self, what: str = "images", indices: Sequence[int] | None = None) -> str | None:
         """``"skipped N corrupt <what>: first 'a.jpg', 'b.jpg'"``, or None when none was found."""
         idx = sorted(self.corrupt() if indices is None else indices)
         if not idx:

@@ -104,13 +104,10 @@ class CocoMultiLabel(MultiLabelImages):
         self.image_ids: list[int] = all_img_ids[keep].tolist()
         self.targets: torch.Tensor = torch.from_numpy(targets[keep])
         try:
-            self.image_paths: list[str] = [
-                os.path.join(image_dir, coco.imgs[i]["file_name"]) for i in self.image_ids
-            ]
+            self.image_paths: list[str] = [os.path.join(image_dir, coco.imgs[i]["file_name"]) for i in self.image_ids]
         except (KeyError, TypeError) as exc:
             raise ValueError(
-                f"malformed COCO annotation file {annotation_file!r}: image entry without a "
-                f"'file_name' ({exc})"
+                f"malformed COCO annotation file {annotation_file!r}: image entry without a 'file_name' ({exc})"
             ) from exc
         check_files_exist(self.image_paths, f"{annotation_file!r} (image_dir {image_dir!r})")
 

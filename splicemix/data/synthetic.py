@@ -53,18 +53,27 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 __all__ = [
-    "FORMAT_VERSION", "SHAPES", "SyntheticConfig", "generate", "ensure_synthetic",
-    "is_complete", "class_probabilities", "load_targets", "partner_alone_mask", "cooc_split",
+    "FORMAT_VERSION",
+    "SHAPES",
+    "SyntheticConfig",
+    "generate",
+    "ensure_synthetic",
+    "is_complete",
+    "class_probabilities",
+    "load_targets",
+    "partner_alone_mask",
+    "cooc_split",
 ]
 
 FORMAT_VERSION = 1
@@ -80,6 +89,7 @@ MIN_CONTRAST = 60.0  # minimal RGB distance between an object's colour and the c
 # Shapes: each is a list of (polygon, fill) parts in unit coordinates (inside the unit
 # disc, centred at 0); fill 1 paints, fill 0 cuts a hole. Drawn in order.
 # --------------------------------------------------------------------------------------
+
 
 def _circle(r: float = 1.0, cx: float = 0.0, cy: float = 0.0, n: int = 40) -> np.ndarray:
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
@@ -116,30 +126,60 @@ def _build_shapes() -> dict[str, list[tuple[np.ndarray, int]]]:
         "circle": [(_circle(0.95), 1)],
         "square": [(_poly(-a, -a, a, -a, a, a, -a, a), 1)],
         "triangle": [(_regular(3, 1.0), 1)],
-        "cross": [(_poly(-0.3, -0.95, 0.3, -0.95, 0.3, -0.3, 0.95, -0.3, 0.95, 0.3, 0.3, 0.3,
-                         0.3, 0.95, -0.3, 0.95, -0.3, 0.3, -0.95, 0.3, -0.95, -0.3, -0.3, -0.3), 1)],
+        "cross": [
+            (
+                _poly(
+                    -0.3,
+                    -0.95,
+                    0.3,
+                    -0.95,
+                    0.3,
+                    -0.3,
+                    0.95,
+                    -0.3,
+                    0.95,
+                    0.3,
+                    0.3,
+                    0.3,
+                    0.3,
+                    0.95,
+                    -0.3,
+                    0.95,
+                    -0.3,
+                    0.3,
+                    -0.95,
+                    0.3,
+                    -0.95,
+                    -0.3,
+                    -0.3,
+                    -0.3,
+                ),
+                1,
+            )
+        ],
         "ring": [(_circle(0.95), 1), (_circle(0.55), 0)],
         "star": [(_star(5, 0.42), 1)],
         "diamond": [(_poly(0.0, -1.0, 0.55, 0.0, 0.0, 1.0, -0.55, 0.0), 1)],
         "hexagon": [(_regular(6, 0.97), 1)],
         "crescent": [(_circle(0.95), 1), (_circle(0.8, 0.45, -0.1), 0)],
-        "arrow": [(_poly(0.0, -1.0, 0.7, -0.25, 0.25, -0.25, 0.25, 0.95, -0.25, 0.95,
-                         -0.25, -0.25, -0.7, -0.25), 1)],
+        "arrow": [(_poly(0.0, -1.0, 0.7, -0.25, 0.25, -0.25, 0.25, 0.95, -0.25, 0.95, -0.25, -0.25, -0.7, -0.25), 1)],
         # extras for num_classes > 10
         "heart": [(_heart(), 1)],
         "ellipse": [(_circle(1.0) * np.array([0.98, 0.5]), 1)],
-        "l_shape": [(_poly(-0.6, -0.8, -0.15, -0.8, -0.15, 0.35, 0.6, 0.35, 0.6, 0.8,
-                           -0.6, 0.8), 1)],
-        "t_shape": [(_poly(-0.8, -0.7, 0.8, -0.7, 0.8, -0.25, 0.22, -0.25, 0.22, 0.85,
-                           -0.22, 0.85, -0.22, -0.25, -0.8, -0.25), 1)],
+        "l_shape": [(_poly(-0.6, -0.8, -0.15, -0.8, -0.15, 0.35, 0.6, 0.35, 0.6, 0.8, -0.6, 0.8), 1)],
+        "t_shape": [
+            (
+                _poly(
+                    -0.8, -0.7, 0.8, -0.7, 0.8, -0.25, 0.22, -0.25, 0.22, 0.85, -0.22, 0.85, -0.22, -0.25, -0.8, -0.25
+                ),
+                1,
+            )
+        ],
         "semicircle": [(np.concatenate([_circle(0.98, n=41)[:21], [[-0.98, 0.0]]]) - [0, 0.3], 1)],
-        "frame": [(_poly(-a, -a, a, -a, a, a, -a, a), 1),
-                  (_poly(-0.4, -0.4, 0.4, -0.4, 0.4, 0.4, -0.4, 0.4), 0)],
-        "chevron": [(_poly(-0.85, -0.3, 0.0, -0.95, 0.85, -0.3, 0.85, 0.25, 0.0, -0.4,
-                           -0.85, 0.25), 1)],
+        "frame": [(_poly(-a, -a, a, -a, a, a, -a, a), 1), (_poly(-0.4, -0.4, 0.4, -0.4, 0.4, 0.4, -0.4, 0.4), 0)],
+        "chevron": [(_poly(-0.85, -0.3, 0.0, -0.95, 0.85, -0.3, 0.85, 0.25, 0.0, -0.4, -0.85, 0.25), 1)],
         "trapezoid": [(_poly(-0.4, -0.55, 0.4, -0.55, 0.9, 0.4, -0.9, 0.4), 1)],
-        "hourglass": [(_poly(-0.65, -0.75, 0.65, -0.75, 0.0, 0.0, 0.65, 0.75, -0.65, 0.75,
-                             0.0, 0.0), 1)],
+        "hourglass": [(_poly(-0.65, -0.75, 0.65, -0.75, 0.0, 0.0, 0.65, 0.75, -0.65, 0.75, 0.0, 0.0), 1)],
         "pentagon": [(_regular(5, 0.98), 1)],
     }
 
@@ -151,6 +191,7 @@ SHAPE_NAMES: tuple[str, ...] = tuple(SHAPES)
 # --------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SyntheticConfig:
@@ -219,6 +260,7 @@ class SyntheticConfig:
     # ------------------------------------------------------------------
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad knob."""
+
         def bad(name: str, value: Any, expected: str) -> ValueError:
             return ValueError(f"synthetic: {name}={value!r} is invalid; expected {expected}")
 
@@ -233,8 +275,7 @@ class SyntheticConfig:
         if self.image_size < 16:
             raise bad("image_size", self.image_size, "an integer >= 16")
         if not 2 <= self.num_classes <= len(SHAPES):
-            raise bad("num_classes", self.num_classes,
-                      f"2..{len(SHAPES)} (the number of available shapes)")
+            raise bad("num_classes", self.num_classes, f"2..{len(SHAPES)} (the number of available shapes)")
         if self.seed < 0:
             raise bad("seed", self.seed, "a non-negative integer")
         if not (math.isfinite(self.imbalance) and self.imbalance >= 0):
@@ -278,7 +319,7 @@ class SyntheticConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SyntheticConfig":
+    def from_dict(cls, d: dict[str, Any]) -> SyntheticConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -308,6 +349,7 @@ def _class_probs_cached(config: SyntheticConfig) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # Rendering
 # --------------------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=8)
 def _grid(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -345,9 +387,9 @@ def _background(rng: np.random.Generator, n: int, clutter: float) -> np.ndarray:
         bg = bg * (1 - g[..., None]) + _random_colour(rng) * g[..., None]
     if rng.random() < 0.7:  # low-frequency colour noise
         g = int(rng.integers(3, 9))
-        small = rng.normal(0.0, rng.uniform(10, 45) * clutter, size=(g, g, 3)) + 128.0
-        small = Image.fromarray(np.clip(small, 0, 255).astype(np.uint8), "RGB")
-        bg = bg + (np.asarray(small.resize((n, n), Image.BILINEAR), dtype=np.float32) - 128.0)
+        noise = rng.normal(0.0, rng.uniform(10, 45) * clutter, size=(g, g, 3)) + 128.0
+        small = Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8), "RGB")
+        bg = bg + (np.asarray(small.resize((n, n), Image.Resampling.BILINEAR), dtype=np.float32) - 128.0)
     return bg.astype(np.float32, copy=False)
 
 
@@ -367,8 +409,7 @@ def _shape_mask(name: str, diam: float, angle: float, offset: np.ndarray) -> Ima
     return mask
 
 
-def _overlap_excess(box: tuple[float, float, float, float],
-                    boxes: list[tuple[float, float, float, float]]) -> float:
+def _overlap_excess(box: tuple[float, float, float, float], boxes: list[tuple[float, float, float, float]]) -> float:
     """Largest intersection of ``box`` with any of ``boxes``, as a fraction of the smaller."""
     worst = 0.0
     x0, y0, x1, y1 = box
@@ -380,14 +421,20 @@ def _overlap_excess(box: tuple[float, float, float, float],
     return worst
 
 
-def _sample_classes(rng: np.random.Generator, probs: np.ndarray, pairs: list[tuple[int, int]],
-                    strength: float, train: bool, objects: tuple[int, int]) -> np.ndarray:
+def _sample_classes(
+    rng: np.random.Generator,
+    probs: np.ndarray,
+    pairs: list[tuple[int, int]],
+    strength: float,
+    train: bool,
+    objects: tuple[int, int],
+) -> np.ndarray:
     lo, hi = objects
     for _ in range(10000):
         present = rng.random(len(probs)) < probs
         if train:
             coin = rng.random(len(pairs))
-            for (a, b), u in zip(pairs, coin):
+            for (a, b), u in zip(pairs, coin, strict=True):
                 if present[a] != present[b] and u < strength:
                     present[a] = present[b] = True
         n = int(present.sum())
@@ -406,8 +453,9 @@ def render_image(config: SyntheticConfig, split: str, index: int) -> tuple[np.nd
     rng = np.random.default_rng([config.seed, _SPLIT_CODE[split], index])
     n = config.image_size
     canvas = _background(rng, n, config.clutter)
-    classes = _sample_classes(rng, _class_probs_cached(config), config.cooc_pairs,
-                              config.cooc_strength, split == "train", config.objects)
+    classes = _sample_classes(
+        rng, _class_probs_cached(config), config.cooc_pairs, config.cooc_strength, split == "train", config.objects
+    )
     classes = rng.permutation(classes)  # drawing order (later objects may occlude earlier)
     lo, hi = np.log(config.scale[0]), np.log(config.scale[1])
     boxes: list[tuple[float, float, float, float]] = []
@@ -420,7 +468,7 @@ def render_image(config: SyntheticConfig, split: str, index: int) -> tuple[np.nd
         p = p2 // 2
         cov = np.asarray(mask2, dtype=np.float32).reshape(p, 2, p, 2).mean(axis=(1, 3)) / 255.0
         mb = mask2.getbbox() or (0, 0, p2, p2)
-        best = None
+        best: tuple[float, int, int, tuple[float, float, float, float]] | None = None
         for _ in range(30):
             x0, y0 = (int(v) for v in rng.integers(0, max(n - p, 0) + 1, size=2))
             box = (x0 + mb[0] / 2, y0 + mb[1] / 2, x0 + mb[2] / 2, y0 + mb[3] / 2)
@@ -429,9 +477,10 @@ def render_image(config: SyntheticConfig, split: str, index: int) -> tuple[np.nd
                 best = (ex, x0, y0, box)
             if ex <= config.max_overlap:
                 break
+        assert best is not None  # the loop above runs at least once
         _, x0, y0, box = best
         alpha = cov[..., None]
-        region = canvas[y0:y0 + p, x0:x0 + p]
+        region = canvas[y0 : y0 + p, x0 : x0 + p]
         under = (region * alpha).reshape(-1, 3).sum(0) / max(float(cov.sum()), 1e-3)
         for _ in range(20):  # a colour that stands out from what lies beneath
             col = _random_colour(rng)
@@ -440,14 +489,17 @@ def render_image(config: SyntheticConfig, split: str, index: int) -> tuple[np.nd
         u = np.linspace(-1, 1, p, dtype=np.float32)
         d = rng.normal(size=2).astype(np.float32) * rng.uniform(0, 25)
         shade = (u[None, :] * d[0] + u[:, None] * d[1])[..., None]
-        canvas[y0:y0 + p, x0:x0 + p] = region * (1 - alpha) + (col + shade) * alpha
+        canvas[y0 : y0 + p, x0 : x0 + p] = region * (1 - alpha) + (col + shade) * alpha
         boxes.append(box)
-        objs.append({
-            "class": int(k),
-            "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
-            "area": float(cov.sum()),
-        })
-    canvas += rng.normal(0.0, rng.uniform(0.0, 8.0) * config.clutter, size=canvas.shape).astype(np.float32)  # sensor noise
+        objs.append(
+            {
+                "class": int(k),
+                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                "area": float(cov.sum()),
+            }
+        )
+    # sensor noise
+    canvas += rng.normal(0.0, rng.uniform(0.0, 8.0) * config.clutter, size=canvas.shape).astype(np.float32)
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8), sorted(objs, key=lambda o: o["class"])
 
 
@@ -457,8 +509,7 @@ def _render_chunk(args: tuple[dict[str, Any], str, str, int, int]) -> list[list[
     out = []
     for i in range(start, stop):
         arr, objs = render_image(config, split, i)
-        Image.fromarray(arr, "RGB").save(os.path.join(out_dir, _file_name(i)), "JPEG",
-                                         quality=JPEG_QUALITY)
+        Image.fromarray(arr, "RGB").save(os.path.join(out_dir, _file_name(i)), "JPEG", quality=JPEG_QUALITY)
         out.append(objs)
     return out
 
@@ -470,6 +521,7 @@ def _file_name(index: int) -> str:
 # --------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------
+
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -486,12 +538,21 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
 
 def _coco_dict(config: SyntheticConfig, split: str, objs_per_image: list[list[dict[str, Any]]]) -> dict[str, Any]:
     s = config.image_size
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for i, objs in enumerate(objs_per_image):
         images.append({"id": i + 1, "file_name": _file_name(i), "width": s, "height": s})
         for o in objs:
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": o["class"] + 1,
-                         "bbox": o["bbox"], "area": o["area"], "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": o["class"] + 1,
+                    "bbox": o["bbox"],
+                    "area": o["area"],
+                    "iscrowd": 0,
+                }
+            )
     return {
         "info": {
             "description": f"splicemix synthetic shapes, {split} split",
@@ -500,13 +561,14 @@ def _coco_dict(config: SyntheticConfig, split: str, objs_per_image: list[list[di
             "knobs": config.to_dict(),
             "cooc_pairs": [[a + 1, b + 1] for a, b in config.cooc_pairs],  # category ids
             "cooc_pairs_note": "category ids; in train the partner of a present pair class is added "
-                               "with probability cooc_strength, val draws classes independently",
+            "with probability cooc_strength, val draws classes independently",
         },
         "licenses": [],
         "images": images,
         "annotations": anns,
-        "categories": [{"id": k + 1, "name": name, "supercategory": "shape"}
-                       for k, name in enumerate(config.class_names)],
+        "categories": [
+            {"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(config.class_names)
+        ],
     }
 
 
@@ -523,13 +585,20 @@ def _pair_stats(t: np.ndarray, pairs: list[tuple[int, int]]) -> list[dict[str, A
     for a, b in pairs:
         either = int((t[:, a] | t[:, b]).sum())
         both = int((t[:, a] & t[:, b]).sum())
-        out.append({"pair": [a, b], "either": either, "both": both,
-                    "both_given_either": round(both / either, 4) if either else None})
+        out.append(
+            {
+                "pair": [a, b],
+                "either": either,
+                "both": both,
+                "both_given_either": round(both / either, 4) if either else None,
+            }
+        )
     return out
 
 
-def generate(out_dir: str | os.PathLike, config: SyntheticConfig | None = None, *,
-             progress: bool = False, workers: int = 1) -> Path:
+def generate(
+    out_dir: str | os.PathLike, config: SyntheticConfig | None = None, *, progress: bool = False, workers: int = 1
+) -> Path:
     """Write the data set under ``out_dir`` (overwriting) and return ``out_dir`` as a Path.
 
     ``workers > 1`` renders chunks in worker processes; the bytes are the same either way.
@@ -549,6 +618,7 @@ def generate(out_dir: str | os.PathLike, config: SyntheticConfig | None = None, 
     pbar = None
     if progress:
         from tqdm import tqdm
+
         pbar = tqdm(total=config.n_train + config.n_val, unit="img", desc="synthetic")
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
@@ -583,16 +653,21 @@ def generate(out_dir: str | os.PathLike, config: SyntheticConfig | None = None, 
         "cooc_pairs_category_ids": [[a + 1, b + 1] for a, b in config.cooc_pairs],
         "class_probabilities": [round(float(p), 6) for p in class_probabilities(config)],
         "counts": {"train": int(len(tr)), "val": int(len(va))},
-        "class_frequency": {"train": [round(float(v), 4) for v in tr.mean(0)],
-                            "val": [round(float(v), 4) for v in va.mean(0)]},
-        "labels_per_image": {"train": round(float(tr.sum(1).mean()), 4),
-                             "val": round(float(va.sum(1).mean()), 4)},
+        "class_frequency": {
+            "train": [round(float(v), 4) for v in tr.mean(0)],
+            "val": [round(float(v), 4) for v in va.mean(0)],
+        },
+        "labels_per_image": {"train": round(float(tr.sum(1).mean()), 4), "val": round(float(va.sum(1).mean()), 4)},
         "pair_stats": {"train": _pair_stats(tr, config.cooc_pairs), "val": _pair_stats(va, config.cooc_pairs)},
-        "files": {"train_images": "train", "val_images": "val",
-                  "train_annotations": "annotations/instances_train.json",
-                  "val_annotations": "annotations/instances_val.json"},
+        "files": {
+            "train_images": "train",
+            "val_images": "val",
+            "train_annotations": "annotations/instances_train.json",
+            "val_annotations": "annotations/instances_val.json",
+        },
     }
     _write_json_atomic(meta_path, meta)  # last: its presence means "complete"
+    # a timing note on the function object, which its type does not declare
     generate.last_seconds = time.perf_counter() - t0  # type: ignore[attr-defined]
     return root
 
@@ -604,12 +679,16 @@ def is_complete(out_dir: str | os.PathLike, config: SyntheticConfig) -> bool:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (meta.get("format_version") == FORMAT_VERSION and meta.get("knobs") == config.to_dict()
-            and all((Path(out_dir) / "annotations" / f"instances_{s}.json").is_file() for s in SPLITS))
+    return (
+        meta.get("format_version") == FORMAT_VERSION
+        and meta.get("knobs") == config.to_dict()
+        and all((Path(out_dir) / "annotations" / f"instances_{s}.json").is_file() for s in SPLITS)
+    )
 
 
-def ensure_synthetic(out_dir: str | os.PathLike, config: SyntheticConfig | None = None, *,
-                     progress: bool = False, workers: int = 1) -> Path:
+def ensure_synthetic(
+    out_dir: str | os.PathLike, config: SyntheticConfig | None = None, *, progress: bool = False, workers: int = 1
+) -> Path:
     """Return ``out_dir``, generating the data set first unless it is complete with these knobs."""
     config = config if config is not None else SyntheticConfig()
     if is_complete(out_dir, config):
@@ -620,6 +699,7 @@ def ensure_synthetic(out_dir: str | os.PathLike, config: SyntheticConfig | None 
 # --------------------------------------------------------------------------------------
 # Analysis helpers
 # --------------------------------------------------------------------------------------
+
 
 def load_targets(root: str | os.PathLike, split: str = "val") -> tuple[list[str], np.ndarray]:
     """(file names, uint8 (N, K) multi-hot) of a split, in ascending image id order, the
@@ -672,15 +752,17 @@ def cooc_split(root: str | os.PathLike, split: str = "val") -> np.ndarray:
 # CLI
 # --------------------------------------------------------------------------------------
 
-def _pair_of(kind: type, name: str):
-    def parse(s: str):
+
+def _pair_of(kind: type, name: str) -> Callable[[str], tuple[Any, ...]]:
+    def parse(s: str) -> tuple[Any, ...]:
         parts = s.replace(",", " ").split()
         if len(parts) != 2:
             raise argparse.ArgumentTypeError(f"{name} needs two values 'MIN,MAX', got {s!r}")
         try:
             return tuple(kind(p) for p in parts)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: cannot parse {s!r} as two {kind.__name__}s")
+            raise argparse.ArgumentTypeError(f"{name}: cannot parse {s!r} as two {kind.__name__}s") from None
+
     return parse
 
 
@@ -689,35 +771,74 @@ def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m splicemix.data.synthetic",
         description="Generate the synthetic multi-label shapes data set in COCO format "
-                    "(OUT/train, OUT/val, OUT/annotations/instances_{train,val}.json, OUT/synthetic.json). "
-                    "Class = shape; colour, size, position, rotation and background are random. "
-                    "Skips work when OUT/synthetic.json already records the same knobs (see --force).",
+        "(OUT/train, OUT/val, OUT/annotations/instances_{train,val}.json, OUT/synthetic.json). "
+        "Class = shape; colour, size, position, rotation and background are random. "
+        "Skips work when OUT/synthetic.json already records the same knobs (see --force).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--n-train", type=int, default=d.n_train, help="number of training images")
     p.add_argument("--n-val", type=int, default=d.n_val, help="number of validation images")
     p.add_argument("--image-size", type=int, default=d.image_size, help="image side in pixels (>= 16)")
-    p.add_argument("--num-classes", type=int, default=d.num_classes,
-                   help=f"number of classes/shapes, 2..{len(SHAPES)}: {', '.join(SHAPE_NAMES)}")
-    p.add_argument("--imbalance", type=float, default=d.imbalance,
-                   help="class presence p_k ∝ (k+1)^-imbalance; 0 = balanced")
-    p.add_argument("--mean-objects", type=float, default=d.mean_objects,
-                   help="expected classes per image before truncation to --objects (p_k capped at 0.9)")
-    p.add_argument("--objects", type=_pair_of(int, "--objects"), default=d.objects, metavar="MIN,MAX",
-                   help="allowed number of classes (objects) per image")
-    p.add_argument("--cooc-strength", type=float, default=d.cooc_strength,
-                   help="in train, probability that the partner of a present pair class is added (val: independent)")
-    p.add_argument("--num-cooc-pairs", type=int, default=None,
-                   help="number of co-occurring pairs (0,1),(2,3),...; default max(1, num_classes // 4)")
-    p.add_argument("--scale", type=_pair_of(float, "--scale"), default=d.scale, metavar="MIN,MAX",
-                   help="object diameter as a fraction of the image side (log-uniform)")
-    p.add_argument("--max-overlap", type=float, default=d.max_overlap,
-                   help="max bounding-box intersection of two objects, fraction of the smaller box")
-    p.add_argument("--clutter", type=float, default=d.clutter,
-                   help="background texture and noise strength in [0, 1] (0 = plain gradients)")
-    p.add_argument("--rotation", type=float, default=d.rotation,
-                   help="objects rotate uniformly within +-ROTATION degrees (180 = any orientation)")
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=d.num_classes,
+        help=f"number of classes/shapes, 2..{len(SHAPES)}: {', '.join(SHAPE_NAMES)}",
+    )
+    p.add_argument(
+        "--imbalance", type=float, default=d.imbalance, help="class presence p_k ∝ (k+1)^-imbalance; 0 = balanced"
+    )
+    p.add_argument(
+        "--mean-objects",
+        type=float,
+        default=d.mean_objects,
+        help="expected classes per image before truncation to --objects (p_k capped at 0.9)",
+    )
+    p.add_argument(
+        "--objects",
+        type=_pair_of(int, "--objects"),
+        default=d.objects,
+        metavar="MIN,MAX",
+        help="allowed number of classes (objects) per image",
+    )
+    p.add_argument(
+        "--cooc-strength",
+        type=float,
+        default=d.cooc_strength,
+        help="in train, probability that the partner of a present pair class is added (val: independent)",
+    )
+    p.add_argument(
+        "--num-cooc-pairs",
+        type=int,
+        default=None,
+        help="number of co-occurring pairs (0,1),(2,3),...; default max(1, num_classes // 4)",
+    )
+    p.add_argument(
+        "--scale",
+        type=_pair_of(float, "--scale"),
+        default=d.scale,
+        metavar="MIN,MAX",
+        help="object diameter as a fraction of the image side (log-uniform)",
+    )
+    p.add_argument(
+        "--max-overlap",
+        type=float,
+        default=d.max_overlap,
+        help="max bounding-box intersection of two objects, fraction of the smaller box",
+    )
+    p.add_argument(
+        "--clutter",
+        type=float,
+        default=d.clutter,
+        help="background texture and noise strength in [0, 1] (0 = plain gradients)",
+    )
+    p.add_argument(
+        "--rotation",
+        type=float,
+        default=d.rotation,
+        help="objects rotate uniformly within +-ROTATION degrees (180 = any orientation)",
+    )
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (output is deterministic)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (output bytes do not depend on it)")
     p.add_argument("--force", action="store_true", help="regenerate even if OUT is complete with these knobs")
@@ -731,10 +852,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         config = SyntheticConfig(
-            n_train=args.n_train, n_val=args.n_val, image_size=args.image_size,
-            num_classes=args.num_classes, imbalance=args.imbalance, mean_objects=args.mean_objects,
-            objects=args.objects, cooc_strength=args.cooc_strength, num_cooc_pairs=args.num_cooc_pairs,
-            scale=args.scale, max_overlap=args.max_overlap, clutter=args.clutter, rotation=args.rotation, seed=args.seed,
+            n_train=args.n_train,
+            n_val=args.n_val,
+            image_size=args.image_size,
+            num_classes=args.num_classes,
+            imbalance=args.imbalance,
+            mean_objects=args.mean_objects,
+            objects=args.objects,
+            cooc_strength=args.cooc_strength,
+            num_cooc_pairs=args.num_cooc_pairs,
+            scale=args.scale,
+            max_overlap=args.max_overlap,
+            clutter=args.clutter,
+            rotation=args.rotation,
+            seed=args.seed,
         )
         if args.force:
             root = generate(args.out, config, progress=args.progress, workers=args.workers)
@@ -747,11 +878,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     ftr, fva = meta["class_frequency"]["train"], meta["class_frequency"]["val"]
-    print(f"synthetic {'up to date' if skipped else 'written'}: {root} | train {meta['counts']['train']} "
-          f"val {meta['counts']['val']} images, {config.num_classes} classes, "
-          f"{meta['labels_per_image']['train']:.2f}/{meta['labels_per_image']['val']:.2f} labels/img (train/val), "
-          f"class freq train {min(ftr):.3f}-{max(ftr):.3f} val {min(fva):.3f}-{max(fva):.3f}, "
-          f"pairs {meta['cooc_pairs']} | {time.perf_counter() - t0:.1f}s")
+    print(
+        f"synthetic {'up to date' if skipped else 'written'}: {root} | train {meta['counts']['train']} "
+        f"val {meta['counts']['val']} images, {config.num_classes} classes, "
+        f"{meta['labels_per_image']['train']:.2f}/{meta['labels_per_image']['val']:.2f} labels/img (train/val), "
+        f"class freq train {min(ftr):.3f}-{max(ftr):.3f} val {min(fva):.3f}-{max(fva):.3f}, "
+        f"pairs {meta['cooc_pairs']} | {time.perf_counter() - t0:.1f}s"
+    )
     return 0
 
 

@@ -20,9 +20,26 @@ from .base import MultiLabelImages, check_files_exist
 __all__ = ["VOCMultiLabel", "VOC_CLASSES"]
 
 VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 _CLASS_INDEX = {name: k for k, name in enumerate(VOC_CLASSES)}
 
