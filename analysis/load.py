@@ -43,9 +43,22 @@ from splicemix.grids import DEFAULT_MIXED_RATIO
 from splicemix.results import COMMON_PAIRS, MAP, RARE_PAIRS, Status, cfg_column, final, low_res_column
 
 __all__ = [
-    "StudyLoadError", "TRIALS_FILE", "HISTORY_FILE", "ALIASES", "METRICS", "COMPLETED", "DEFAULT_RATIO",
-    "check_study_dir", "load_studies", "load_history", "study_names", "low_res_column", "load_provenance",
-    "tidy_trials", "completed", "status_counts",
+    "StudyLoadError",
+    "TRIALS_FILE",
+    "HISTORY_FILE",
+    "ALIASES",
+    "METRICS",
+    "COMPLETED",
+    "DEFAULT_RATIO",
+    "check_study_dir",
+    "load_studies",
+    "load_history",
+    "study_names",
+    "low_res_column",
+    "load_provenance",
+    "tidy_trials",
+    "completed",
+    "status_counts",
 ]
 
 TRIALS_FILE = "trials.parquet"
@@ -58,8 +71,28 @@ DEFAULT_RATIO = DEFAULT_MIXED_RATIO
 COMPLETED = Status.COMPLETED.value
 
 #: the alias columns :func:`tidy_trials` adds
-ALIASES = ["study", "trial_id", "status", "method", "arm", "model", "ratio", "grid", "n_train", "imbalance", "seed",
-           "cl_weight", "epochs", "image_size", "dataset", "mAP", "mAP_low", "low_size", "mAP_rare", "mAP_common"]
+ALIASES = [
+    "study",
+    "trial_id",
+    "status",
+    "method",
+    "arm",
+    "model",
+    "ratio",
+    "grid",
+    "n_train",
+    "imbalance",
+    "seed",
+    "cl_weight",
+    "epochs",
+    "image_size",
+    "dataset",
+    "mAP",
+    "mAP_low",
+    "low_size",
+    "mAP_rare",
+    "mAP_common",
+]
 #: metric aliases, in percent
 METRICS = ["mAP", "mAP_low", "mAP_rare", "mAP_common"]
 
@@ -221,8 +254,20 @@ def load_history(*dirs: str | Path) -> pd.DataFrame:
         h["study"] = name
         low_col, _ = low_res_column(h.columns, prefix="")
         h["mAP_low"] = _num(h[low_col]) if low_col else np.nan
-        keep = ["study", "trial_id", "status", "method", "arm", "model", "ratio", "grid", "n_train", "imbalance",
-                "cl_weight", "epochs"]
+        keep = [
+            "study",
+            "trial_id",
+            "status",
+            "method",
+            "arm",
+            "model",
+            "ratio",
+            "grid",
+            "n_train",
+            "imbalance",
+            "cl_weight",
+            "epochs",
+        ]
         h = h.drop(columns=[c for c in keep if c in h.columns and c not in ("study", "trial_id")])
         h = h.merge(trials[keep], on=["study", "trial_id"], how="left")
         frames.append(h)

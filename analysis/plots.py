@@ -34,8 +34,18 @@ from .questions import Answer, claims, q1_grid_scaling, q2_ratio_by_data, q3_cl_
 from .questions.common import PAPER_RATIO  # noqa: E402
 from .stats import mean_ci, paired_values  # noqa: E402
 
-__all__ = ["NoData", "set_style", "fig_grid_scaling", "fig_ratio_by_data", "fig_cl_gain", "fig_claims",
-           "fig_learning_curves", "save", "MAP_LABEL", "GAIN_LABEL"]
+__all__ = [
+    "NoData",
+    "set_style",
+    "fig_grid_scaling",
+    "fig_ratio_by_data",
+    "fig_cl_gain",
+    "fig_claims",
+    "fig_learning_curves",
+    "save",
+    "MAP_LABEL",
+    "GAIN_LABEL",
+]
 
 MAP_LABEL = "mAP (%)"
 GAIN_LABEL = "difference (mAP points)"
@@ -52,9 +62,11 @@ def set_style() -> None:
 
 def _ci_fn(level: float) -> Callable[[Any], tuple[float, float]]:
     """seaborn ``errorbar`` callable: the same t interval as :func:`analysis.stats.mean_ci`."""
+
     def f(v: Any) -> tuple[float, float]:
         ci = mean_ci(v, level)
         return (ci.lo, ci.hi) if np.isfinite(ci.lo) else (ci.mean, ci.mean)
+
     return f
 
 
@@ -63,9 +75,19 @@ def _lv(v: Any) -> str:
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
-def _dots_ci(ax: plt.Axes, data: pd.DataFrame, x: str, y: str, hue: str | None = None,
-             order: Sequence | None = None, hue_order: Sequence | None = None, level: float = 0.95,
-             join: bool = False, palette: Any = None, dodge: bool | None = None) -> None:
+def _dots_ci(
+    ax: plt.Axes,
+    data: pd.DataFrame,
+    x: str,
+    y: str,
+    hue: str | None = None,
+    order: Sequence | None = None,
+    hue_order: Sequence | None = None,
+    level: float = 0.95,
+    join: bool = False,
+    palette: Any = None,
+    dodge: bool | None = None,
+) -> None:
     """Points per seed (strip) and the mean ± interval (point), dodged consistently by ``hue``
     (``dodge=False`` when ``hue`` only colours the x levels)."""
     n_h = len(hue_order) if (hue and hue_order is not None) else (data[hue].nunique() if hue else 1)
@@ -73,14 +95,43 @@ def _dots_ci(ax: plt.Axes, data: pd.DataFrame, x: str, y: str, hue: str | None =
     jitter = 0.12 / n_h if dodge else 0.12
     if hue and palette is None:
         palette = sns.color_palette("colorblind", n_h)
-    sns.stripplot(data=data, x=x, y=y, hue=hue, order=order, hue_order=hue_order, dodge=dodge, jitter=jitter,
-                  size=3.5, alpha=0.45, palette=palette if hue else None, color=None if hue else "0.4",
-                  legend=False, ax=ax, zorder=1)
-    sns.pointplot(data=data, x=x, y=y, hue=hue, order=order, hue_order=hue_order,
-                  dodge=(0.8 - 0.8 / n_h) if dodge else False, errorbar=_ci_fn(level), capsize=0.12,
-                  markers="D", markersize=5, linestyles="-" if join else "none", linewidth=1.4,
-                  palette=palette if hue else None, color=None if hue else "C0", ax=ax, zorder=3,
-                  legend=bool(hue))
+    sns.stripplot(
+        data=data,
+        x=x,
+        y=y,
+        hue=hue,
+        order=order,
+        hue_order=hue_order,
+        dodge=dodge,
+        jitter=jitter,
+        size=3.5,
+        alpha=0.45,
+        palette=palette if hue else None,
+        color=None if hue else "0.4",
+        legend=False,
+        ax=ax,
+        zorder=1,
+    )
+    sns.pointplot(
+        data=data,
+        x=x,
+        y=y,
+        hue=hue,
+        order=order,
+        hue_order=hue_order,
+        dodge=(0.8 - 0.8 / n_h) if dodge else False,
+        errorbar=_ci_fn(level),
+        capsize=0.12,
+        markers="D",
+        markersize=5,
+        linestyles="-" if join else "none",
+        linewidth=1.4,
+        palette=palette if hue else None,
+        color=None if hue else "C0",
+        ax=ax,
+        zorder=3,
+        legend=bool(hue),
+    )
 
 
 def _finish(fig: Figure, title: str, footer: str = "") -> Figure:
@@ -111,6 +162,7 @@ def _setting(d: pd.DataFrame) -> str:
 
 # --------------------------------------------------------------------------------------------
 
+
 def fig_grid_scaling(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
     """Q1: mAP per grid (ordered by number of cells) and each grid's seed-paired difference from 2x2."""
     set_style()
@@ -124,17 +176,23 @@ def fig_grid_scaling(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure
     axes[0].legend(title="cells per mixed image", loc="best", fontsize="small")
     ref = a.tables["vs_ref"]["control"].iloc[0] if len(a.tables["vs_ref"]) else None
     if ref is not None:
-        diffs = pd.concat([paired_values(d, None, g, ref, "mAP", factor="grid").assign(grid=g)
-                           for g in order if g != ref], ignore_index=True)
+        diffs = pd.concat(
+            [paired_values(d, None, g, ref, "mAP", factor="grid").assign(grid=g) for g in order if g != ref],
+            ignore_index=True,
+        )
         _dots_ci(axes[1], diffs, "grid", "diff", order=[g for g in order if g != ref], level=level)
         axes[1].axhline(0, color="0.2", lw=1, ls="--")
-        axes[1].set(xlabel="grid (rows x columns)", ylabel=f"mAP − mAP({ref}) (points)",
-                    title=f"seed-paired difference from {ref}")
+        axes[1].set(
+            xlabel="grid (rows x columns)",
+            ylabel=f"mAP − mAP({ref}) (points)",
+            title=f"seed-paired difference from {ref}",
+        )
     else:
         axes[1].set_axis_off()
     ratio = ", ".join(_lv(r) for r in sorted(d["ratio"].unique()))
-    return _finish(fig, f"Grid scaling at a constant number of mixed images (ratio {ratio}; {_setting(d)})",
-                   _ci_note(level))
+    return _finish(
+        fig, f"Grid scaling at a constant number of mixed images (ratio {ratio}; {_setting(d)})", _ci_note(level)
+    )
 
 
 def fig_ratio_by_data(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
@@ -149,18 +207,26 @@ def fig_ratio_by_data(data: pd.DataFrame | Answer, level: float = 0.95) -> Figur
     best = a.tables["best"]
     for ax, imb in zip(axes[0], imbs, strict=True):
         sub = d[d["imbalance"] == imb] if pd.notna(imb) else d
-        _dots_ci(ax, sub, "ratio", "mAP", hue="n_train_lab", order=order, hue_order=hue_order, level=level,
-                 join=True)
+        _dots_ci(ax, sub, "ratio", "mAP", hue="n_train_lab", order=order, hue_order=hue_order, level=level, join=True)
         ax.set_xticks(range(len(order)), [_lv(r) for r in order])
-        ax.set(xlabel="mixed-to-regular ratio |B'|/|B| (0 = no mixing)", ylabel=MAP_LABEL,
-               title=f"class imbalance {_lv(imb)}" if pd.notna(imb) else "")
+        ax.set(
+            xlabel="mixed-to-regular ratio |B'|/|B| (0 = no mixing)",
+            ylabel=MAP_LABEL,
+            title=f"class imbalance {_lv(imb)}" if pd.notna(imb) else "",
+        )
         ax.legend(title="training images", fontsize="small", loc="best")
         bb = best[best["imbalance"] == imb] if pd.notna(imb) else best
-        txt = "\n".join(f"n={_lv(r['n_train'])}: best {_lv(r['best'])}"
-                        + (f" ({r['freq_best']:.0%})" if np.isfinite(r["freq_best"]) else "") for _, r in bb.iterrows())
+        txt = "\n".join(
+            f"n={_lv(r['n_train'])}: best {_lv(r['best'])}"
+            + (f" ({r['freq_best']:.0%})" if np.isfinite(r["freq_best"]) else "")
+            for _, r in bb.iterrows()
+        )
         ax.text(0.02, 0.02, txt, transform=ax.transAxes, fontsize="x-small", va="bottom", color="0.25")
-    return _finish(fig, f"mAP vs mixed ratio by training-set size and imbalance ({_setting(d)})",
-                   _ci_note(level) + "; best ratio: share of seed resamples in which it wins")
+    return _finish(
+        fig,
+        f"mAP vs mixed ratio by training-set size and imbalance ({_setting(d)})",
+        _ci_note(level) + "; best ratio: share of seed resamples in which it wins",
+    )
 
 
 def fig_cl_gain(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
@@ -174,14 +240,27 @@ def fig_cl_gain(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
     _dots_ci(axes[0], d, "model", "mAP", hue="method_lab", order=models, hue_order=arms, level=level)
     axes[0].set(xlabel="model", ylabel=MAP_LABEL, title="mAP per model and method")
     axes[0].legend(title="method", fontsize="small")
-    comps = [("splicemix_cl", "splicemix", "SpliceMix-CL − SpliceMix"),
-             ("splicemix", "baseline", "SpliceMix − baseline")]
-    gains = pd.concat([paired_values(d, "model", t, c, "mAP", factor="arm").assign(comparison=lab)
-                       for t, c, lab in comps], ignore_index=True)
+    comps = [
+        ("splicemix_cl", "splicemix", "SpliceMix-CL − SpliceMix"),
+        ("splicemix", "baseline", "SpliceMix − baseline"),
+    ]
+    gains = pd.concat(
+        [paired_values(d, "model", t, c, "mAP", factor="arm").assign(comparison=lab) for t, c, lab in comps],
+        ignore_index=True,
+    )
     if len(gains):
         hue_order = [lab for _, _, lab in comps if lab in set(gains["comparison"])]
-        _dots_ci(axes[1], gains, "model", "diff", hue="comparison", order=models, hue_order=hue_order, level=level,
-                 palette=sns.color_palette("colorblind", 4)[2:2 + len(hue_order)])
+        _dots_ci(
+            axes[1],
+            gains,
+            "model",
+            "diff",
+            hue="comparison",
+            order=models,
+            hue_order=hue_order,
+            level=level,
+            palette=sns.color_palette("colorblind", 4)[2 : 2 + len(hue_order)],
+        )
         axes[1].legend(title="seed-paired gain", fontsize="small")
     axes[1].axhline(0, color="0.2", lw=1, ls="--")
     axes[1].set(xlabel="model", ylabel=GAIN_LABEL, title="gain per model (same seed)")
@@ -211,10 +290,11 @@ def fig_claims(data: pd.DataFrame | Sequence[Answer], level: float = 0.95) -> Fi
     arms = [m for m in ["baseline", "SpliceMix", "SpliceMix-CL"] if m in set(d["method_lab"])]
     size = d["low_size"].dropna()
     full = _lv(float(d["image_size"].dropna().iloc[0])) if d["image_size"].notna().any() else ""
-    panels = [("mAP", f"{MAP_LABEL}, {full} px", "mAP (training resolution)"),
-              ("mAP_low", f"{MAP_LABEL} at {_lv(float(size.iloc[0])) if len(size) else '?'} px",
-               "low-resolution evaluation"),
-              ("mAP_rare", f"{MAP_LABEL}, rare-pair images", "images whose class pairs were rare in training")]
+    panels = [
+        ("mAP", f"{MAP_LABEL}, {full} px", "mAP (training resolution)"),
+        ("mAP_low", f"{MAP_LABEL} at {_lv(float(size.iloc[0])) if len(size) else '?'} px", "low-resolution evaluation"),
+        ("mAP_rare", f"{MAP_LABEL}, rare-pair images", "images whose class pairs were rare in training"),
+    ]
     panels = [p for p in panels if d[p[0]].notna().any()]
     w = max(6.0, 1.1 * len(order) + 2.0)
     fig, axes = plt.subplots(len(panels), 1, figsize=(w, 2.9 * len(panels) + 0.8), squeeze=False, sharex=True)
@@ -226,19 +306,21 @@ def fig_claims(data: pd.DataFrame | Sequence[Answer], level: float = 0.95) -> Fi
             ax.legend(title="method", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
         else:
             ax.get_legend().remove()
-    return _finish(fig, "The paper's claims: SpliceMix vs the baseline (headline setting per study)",
-                   _ci_note(level) + f"; headline: ratio {PAPER_RATIO:g} with default grids, or the closest "
-                   "tested ratio")
+    return _finish(
+        fig,
+        "The paper's claims: SpliceMix vs the baseline (headline setting per study)",
+        _ci_note(level) + f"; headline: ratio {PAPER_RATIO:g} with default grids, or the closest tested ratio",
+    )
 
 
 def _primary(t: pd.DataFrame) -> tuple[str, str | None]:
     """(hue, style) for a study's learning curves: the factors it varies."""
     from .questions import varying
+
     v = varying(t)
     for f in ("grid", "ratio", "arm", "model", "n_train", "imbalance", "cl_weight"):
         if f in v or (f == "arm" and t["arm"].nunique() > 1):
-            style = "model" if f == "arm" and "model" in v else ("n_train" if f == "ratio" and "n_train" in v
-                                                                 else None)
+            style = "model" if f == "arm" and "model" in v else ("n_train" if f == "ratio" and "n_train" in v else None)
             return f, style
     return "study", None
 
@@ -263,15 +345,28 @@ def fig_learning_curves(history: pd.DataFrame, level: float = 0.95, metric: str 
         sub[hue] = sub[hue].map(_lv)
         if style:
             sub[style] = sub[style].map(_lv)
-        sns.lineplot(data=sub, x="epoch", y=metric, hue=hue, style=style, errorbar=_ci_fn(level),
-                     palette="colorblind", ax=ax, marker="o", markersize=3)
+        sns.lineplot(
+            data=sub,
+            x="epoch",
+            y=metric,
+            hue=hue,
+            style=style,
+            errorbar=_ci_fn(level),
+            palette="colorblind",
+            ax=ax,
+            marker="o",
+            markersize=3,
+        )
         ax.set(xlabel="epoch", ylabel=MAP_LABEL if metric.startswith("mAP") else metric, title=s)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize="x-small", title_fontsize="x-small")
     for ax in axes.ravel()[n:]:
         ax.set_axis_off()
-    return _finish(fig, f"Learning curves (validation {metric} per epoch)",
-                   f"lines: mean over seeds (and the study's other conditions); bands: {level:.0%} t interval")
+    return _finish(
+        fig,
+        f"Learning curves (validation {metric} per epoch)",
+        f"lines: mean over seeds (and the study's other conditions); bands: {level:.0%} t interval",
+    )
 
 
 def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:

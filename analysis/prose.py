@@ -14,8 +14,21 @@ import pandas as pd
 
 from .stats import fmt_ci, fmt_num, seeds_to_resolve
 
-__all__ = ["METHOD_NAMES", "method_name", "level_text", "levels_text", "resolved_word", "diff_text", "seed_hint",
-           "join_limited", "multi_cells", "cell_label", "level_list", "claim_sentences", "claim_word"]
+__all__ = [
+    "METHOD_NAMES",
+    "method_name",
+    "level_text",
+    "levels_text",
+    "resolved_word",
+    "diff_text",
+    "seed_hint",
+    "join_limited",
+    "multi_cells",
+    "cell_label",
+    "level_list",
+    "claim_sentences",
+    "claim_word",
+]
 
 #: the paper's spelling of each ``cfg.mix.method``
 METHOD_NAMES = {"baseline": "baseline", "splicemix": "SpliceMix", "splicemix_cl": "SpliceMix-CL"}
@@ -57,8 +70,10 @@ def resolved_word(lo: float, hi: float) -> str:
 def diff_text(row: pd.Series | dict, digits: int = 2) -> str:
     """A seed-paired difference: ``+1.23 [0.40, 2.06] mAP points (3 seeds; resolved, > 0)``."""
     n = int(row["n"])
-    return (f"{fmt_ci(row['mean'], row['lo'], row['hi'], digits, sign=True)} mAP points "
-            f"({n} seed{'s' if n != 1 else ''}; {resolved_word(row['lo'], row['hi'])})")
+    return (
+        f"{fmt_ci(row['mean'], row['lo'], row['hi'], digits, sign=True)} mAP points "
+        f"({n} seed{'s' if n != 1 else ''}; {resolved_word(row['lo'], row['hi'])})"
+    )
 
 
 def seed_hint(mean: float, sd: float, level: float) -> str:
@@ -95,11 +110,15 @@ def cell_label(r: pd.Series | dict, multi: bool) -> str:
 def level_list(tab: pd.DataFrame, signed: bool = False, limit: int = 4) -> str:
     """``study: model 45.1 [44.0, 46.2]; ...`` for a summarize() table, or its range when long."""
     if len(tab) > limit:
-        return (f"{fmt_num(tab['mean'].min(), sign=signed)} to {fmt_num(tab['mean'].max(), sign=signed)} "
-                f"over {len(tab)} data/model cells")
+        return (
+            f"{fmt_num(tab['mean'].min(), sign=signed)} to {fmt_num(tab['mean'].max(), sign=signed)} "
+            f"over {len(tab)} data/model cells"
+        )
     multi = multi_cells(tab)
-    return "; ".join(f"{cell_label(r, r['study'] in multi)} {fmt_ci(r['mean'], r['lo'], r['hi'], sign=signed)}"
-                     for _, r in tab.iterrows())
+    return "; ".join(
+        f"{cell_label(r, r['study'] in multi)} {fmt_ci(r['mean'], r['lo'], r['hi'], sign=signed)}"
+        for _, r in tab.iterrows()
+    )
 
 
 def claim_sentences(tab: pd.DataFrame, unit: str = "mAP points") -> list[str]:
@@ -111,13 +130,17 @@ def claim_sentences(tab: pd.DataFrame, unit: str = "mAP points") -> list[str]:
     multi = multi_cells(tab)
     for (study, treat), g in tab[tab["headline"]].groupby(["study", "treat"], sort=False):
         if len(g) <= 2:
-            out += [f"{treat} − baseline [{cell_label(r, study in multi)}]: " + diff_text(r).replace("mAP points", unit)
-                    for _, r in g.iterrows()]
+            out += [
+                f"{treat} − baseline [{cell_label(r, study in multi)}]: " + diff_text(r).replace("mAP points", unit)
+                for _, r in g.iterrows()
+            ]
         else:
             pos, neg = int((g["lo"] > 0).sum()), int((g["hi"] < 0).sum())
-            out.append(f"{treat} − baseline [{study}, {len(g)} data/model cells]: mean differences from "
-                       f"{fmt_num(g['mean'].min(), sign=True)} to {fmt_num(g['mean'].max(), sign=True)} {unit}; "
-                       f"resolved > 0 in {pos}, < 0 in {neg}, unresolved in {len(g) - pos - neg}")
+            out.append(
+                f"{treat} − baseline [{study}, {len(g)} data/model cells]: mean differences from "
+                f"{fmt_num(g['mean'].min(), sign=True)} to {fmt_num(g['mean'].max(), sign=True)} {unit}; "
+                f"resolved > 0 in {pos}, < 0 in {neg}, unresolved in {len(g) - pos - neg}"
+            )
     return out
 
 
@@ -140,5 +163,8 @@ def claim_word(tab: pd.DataFrame, better: str = "pos") -> str:
         return f"is supported in {sup} of {n} headline comparisons; the others are unresolved"
     if con:
         return f"is contradicted in {con} of {n} headline comparisons; the others are unresolved"
-    return ("is not resolved by these data (the interval includes 0)" if n == 1
-            else f"is not resolved by these data (none of the {n} intervals excludes 0)")
+    return (
+        "is not resolved by these data (the interval includes 0)"
+        if n == 1
+        else f"is not resolved by these data (none of the {n} intervals excludes 0)"
+    )

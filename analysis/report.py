@@ -46,32 +46,50 @@ from .stats import summarize
 __all__ = ["main", "build_parser", "write_report", "render_answers", "md_table", "summary_table"]
 
 PROG = "python -m analysis.report"
-FIGURES = {"q1": ("q1_grid_scaling", "fig_grid_scaling"), "q2": ("q2_ratio_by_data", "fig_ratio_by_data"),
-           "q3": ("q3_cl_gain", "fig_cl_gain"), "claims_map": ("claims", "fig_claims")}
+FIGURES = {
+    "q1": ("q1_grid_scaling", "fig_grid_scaling"),
+    "q2": ("q2_ratio_by_data", "fig_ratio_by_data"),
+    "q3": ("q3_cl_gain", "fig_cl_gain"),
+    "claims_map": ("claims", "fig_claims"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m analysis.report``."""
     p = argparse.ArgumentParser(
         prog=PROG,
-        description=("Answer the SpliceMix paper's open questions (grid scaling, best mixed ratio per data set, "
-                     "SpliceMix-CL on a ViT) and check its claims from the results of `python -m study.run`. "
-                     "Each analysis finds the study it needs among the given directories by which configuration "
-                     "keys vary; a question no study can answer is reported as such, with the search space "
-                     "that would answer it."),
-        epilog=("Writes OUT/answers.md, OUT/figures/*.png|svg, OUT/summary.csv and OUT/tables/*.csv. "
-                "Only completed trials enter the answers; the others are counted. Example: "
-                f"{PROG} analysis/results/grid_scaling analysis/results/ratio_data analysis/results/cl_vit "
-                "--out analysis/report"),
+        description=(
+            "Answer the SpliceMix paper's open questions (grid scaling, best mixed ratio per data set, "
+            "SpliceMix-CL on a ViT) and check its claims from the results of `python -m study.run`. "
+            "Each analysis finds the study it needs among the given directories by which configuration "
+            "keys vary; a question no study can answer is reported as such, with the search space "
+            "that would answer it."
+        ),
+        epilog=(
+            "Writes OUT/answers.md, OUT/figures/*.png|svg, OUT/summary.csv and OUT/tables/*.csv. "
+            "Only completed trials enter the answers; the others are counted. Example: "
+            f"{PROG} analysis/results/grid_scaling analysis/results/ratio_data analysis/results/cl_vit "
+            "--out analysis/report"
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("studies", nargs="+", metavar="STUDY_DIR",
-                   help="a study directory written by `python -m study.run` (holds trials.parquet)")
-    p.add_argument("--out", required=True, metavar="DIR", default=argparse.SUPPRESS,
-                   help="output directory (created if missing)")
+    p.add_argument(
+        "studies",
+        nargs="+",
+        metavar="STUDY_DIR",
+        help="a study directory written by `python -m study.run` (holds trials.parquet)",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", default=argparse.SUPPRESS, help="output directory (created if missing)"
+    )
     p.add_argument("--level", type=float, default=0.95, help="confidence level of every interval, in (0, 1)")
-    p.add_argument("--n-boot", type=int, default=2000, metavar="N",
-                   help="bootstrap resamples (over seeds) for the best level and the quadratic peak")
+    p.add_argument(
+        "--n-boot",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="bootstrap resamples (over seeds) for the best level and the quadratic peak",
+    )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the bootstrap")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
@@ -80,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------------------------
 # markdown helpers
 # --------------------------------------------------------------------------------------------
+
 
 def _cell(v: Any, col: str) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
@@ -122,13 +141,21 @@ def _hms(seconds: float) -> str:
 # tables
 # --------------------------------------------------------------------------------------------
 
+
 def summary_table(trials: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Mean, sd, n and interval of every metric per condition (study and the factors it varies), long format."""
     c = completed(trials)
     if not len(c):
         return pd.DataFrame(columns=["study", "metric", "mean", "sd", "n", "lo", "hi"])
-    by = ["study"] + [f for f in FACTORS if f in c.columns and c[f].notna().any()
-                      and c.groupby("study")[f].nunique(dropna=True).max() > 1] + ["arm"]
+    by = (
+        ["study"]
+        + [
+            f
+            for f in FACTORS
+            if f in c.columns and c[f].notna().any() and c.groupby("study")[f].nunique(dropna=True).max() > 1
+        ]
+        + ["arm"]
+    )
     by = list(dict.fromkeys(by))
     frames = [summarize(c, by, m, level).assign(metric=m) for m in METRICS if c[m].notna().any()]
     out = pd.concat(frames, ignore_index=True)
@@ -175,21 +202,34 @@ def _provenance_rows(dirs: Sequence[Path], trials: pd.DataFrame) -> pd.DataFrame
         counts = t["status"].value_counts()
         other = ", ".join(f"{n} {s}" for s, n in counts.items() if s != COMPLETED) or "0"
         cmd = p.get("command")
-        wall = (_hms(float(pd.to_numeric(t.get("wall_time_s"), errors="coerce").sum()))
-                if "wall_time_s" in t.columns else "n/a")
-        rows.append({"study": study, "path": str(d),
-                     "command": shlex.join(cmd) if isinstance(cmd, list) else (cmd or ""),
-                     "commit": p.get("git_commit") or "", "machine": _machine_text(p.get("machine") or {}),
-                     "date": p.get("created") or "", "completed": int(counts.get(COMPLETED, 0)),
-                     "not completed": other, "trials": len(t), "planned": planned_trials(p.get("study_yaml")) or "",
-                     "wall time": wall,
-                     "versions": ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items())})
+        wall = (
+            _hms(float(pd.to_numeric(t.get("wall_time_s"), errors="coerce").sum()))
+            if "wall_time_s" in t.columns
+            else "n/a"
+        )
+        rows.append(
+            {
+                "study": study,
+                "path": str(d),
+                "command": shlex.join(cmd) if isinstance(cmd, list) else (cmd or ""),
+                "commit": p.get("git_commit") or "",
+                "machine": _machine_text(p.get("machine") or {}),
+                "date": p.get("created") or "",
+                "completed": int(counts.get(COMPLETED, 0)),
+                "not completed": other,
+                "trials": len(t),
+                "planned": planned_trials(p.get("study_yaml")) or "",
+                "wall time": wall,
+                "versions": ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------
 # answers.md
 # --------------------------------------------------------------------------------------------
+
 
 def _answer_md(a: Answer, level: float, figures: dict[str, str], heading: str = "##") -> str:
     out = [f"{heading} {a.title}\n", f"*{a.question}*\n"]
@@ -224,32 +264,74 @@ def _generated_line(trials: pd.DataFrame, prov: pd.DataFrame, command: str) -> s
     other = ", ".join(f"{n} {s}" for s, n in counts.items() if s != COMPLETED)
     studies = ", ".join(f"`{s}`" for s in pd.unique(trials["study"]))
     n_studies = trials["study"].nunique()
-    incomplete = "".join(f" **Study `{r['study']}` is incomplete: {r['trials']} of {r['planned']} planned trials "
-                         f"recorded.**" for _, r in prov.iterrows()
-                         if isinstance(r["planned"], int) and r["trials"] < r["planned"])
-    return (f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M %Z')} from {n_studies} "
-            f"stud{'y' if n_studies == 1 else 'ies'} ({studies}): {n_done} completed trials of {len(trials)}"
-            + (f" ({other}; left out of every answer)" if other else "") + "." + incomplete + "\n")
+    incomplete = "".join(
+        f" **Study `{r['study']}` is incomplete: {r['trials']} of {r['planned']} planned trials recorded.**"
+        for _, r in prov.iterrows()
+        if isinstance(r["planned"], int) and r["trials"] < r["planned"]
+    )
+    return (
+        f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M %Z')} from {n_studies} "
+        f"stud{'y' if n_studies == 1 else 'ies'} ({studies}): {n_done} completed trials of {len(trials)}"
+        + (f" ({other}; left out of every answer)" if other else "")
+        + "."
+        + incomplete
+        + "\n"
+    )
 
 
 def _at_a_glance(answers: Sequence[Answer]) -> str:
     """One table row per answer: its title, study and first sentence."""
-    return md_table(pd.DataFrame([{"question": a.title, "study": a.study or "—",
-                                   "answer": ("cannot be answered from the loaded results" if not a.answerable
-                                              else ("(partial) " if a.partial else "") + _first_sentence(a.verdict))}
-                                  for a in answers]))
+    return md_table(
+        pd.DataFrame(
+            [
+                {
+                    "question": a.title,
+                    "study": a.study or "—",
+                    "answer": (
+                        "cannot be answered from the loaded results"
+                        if not a.answerable
+                        else ("(partial) " if a.partial else "") + _first_sentence(a.verdict)
+                    ),
+                }
+                for a in answers
+            ]
+        )
+    )
 
 
 def _provenance_md(prov: pd.DataFrame) -> list[str]:
-    return ["# Provenance\n",
-            md_table(prov, ["study", "command", "commit", "machine", "date", "completed", "not completed", "trials",
-                            "planned", "wall time"]),
-            "\n" + "".join(f"- `{r['study']}`: `{r['path']}`; {r['versions'] or 'versions n/a'}\n"
-                           for _, r in prov.iterrows())]
+    return [
+        "# Provenance\n",
+        md_table(
+            prov,
+            [
+                "study",
+                "command",
+                "commit",
+                "machine",
+                "date",
+                "completed",
+                "not completed",
+                "trials",
+                "planned",
+                "wall time",
+            ],
+        ),
+        "\n"
+        + "".join(f"- `{r['study']}`: `{r['path']}`; {r['versions'] or 'versions n/a'}\n" for _, r in prov.iterrows()),
+    ]
 
 
-def render_answers(answers: Sequence[Answer], trials: pd.DataFrame, prov: pd.DataFrame, figures: dict[str, str],
-                   level: float, n_boot: int, seed: int, command: str) -> str:
+def render_answers(
+    answers: Sequence[Answer],
+    trials: pd.DataFrame,
+    prov: pd.DataFrame,
+    figures: dict[str, str],
+    level: float,
+    n_boot: int,
+    seed: int,
+    command: str,
+) -> str:
     """The text of ``answers.md``."""
     parts = [
         "# SpliceMix: answers to the paper's open questions\n",
@@ -259,26 +341,34 @@ def render_answers(answers: Sequence[Answer], trials: pd.DataFrame, prov: pd.Dat
         f"The best level of a factor and the peak of a quadratic fit use a bootstrap over seeds ({n_boot} "
         f"resamples, seed {seed}). *Resolved* means the interval excludes 0. Each answer names the study it "
         f"comes from; an open question no loaded study can answer says so.\n",
-        "## At a glance\n", _at_a_glance(answers), "# The open questions\n",
+        "## At a glance\n",
+        _at_a_glance(answers),
+        "# The open questions\n",
     ]
     parts += [_answer_md(a, level, figures) for a in answers if a.key in ("q1", "q2", "q3")]
     parts.append("# The paper's claims\n")
-    parts.append("The paper (MS-COCO 2014, ResNet-101, 448 px) reports SpliceMix +1.4 and SpliceMix-CL +1.9 mAP "
-                 "points over the baseline, robustness to low-resolution evaluation and less co-occurrence bias. "
-                 "Here they are checked on every loaded study that has baseline trials (method baseline, or "
-                 "ratio 0 = no mixing) and mixing trials.\n")
+    parts.append(
+        "The paper (MS-COCO 2014, ResNet-101, 448 px) reports SpliceMix +1.4 and SpliceMix-CL +1.9 mAP "
+        "points over the baseline, robustness to low-resolution evaluation and less co-occurrence bias. "
+        "Here they are checked on every loaded study that has baseline trials (method baseline, or "
+        "ratio 0 = no mixing) and mixing trials.\n"
+    )
     if "claims_map" in figures:
         parts.append(f"![The paper's claims]({figures['claims_map']}.png)\n")
     claim_figures = {k: v for k, v in figures.items() if k != "claims_map"}
     parts += [_answer_md(a, level, claim_figures, "##") for a in answers if a.key.startswith("claims")]
     if "learning_curves" in figures:
         parts.append("# Learning curves\n")
-        parts.append(f"![Learning curves]({figures['learning_curves']}.png)\n\nValidation mAP per epoch; a curve "
-                     "still rising at the last epoch means the answers describe a model that is not yet converged.\n")
+        parts.append(
+            f"![Learning curves]({figures['learning_curves']}.png)\n\nValidation mAP per epoch; a curve "
+            "still rising at the last epoch means the answers describe a model that is not yet converged.\n"
+        )
     parts += _provenance_md(prov)
-    parts.append("\n# Files\n\n- `summary.csv`: mean, sd, n and interval of mAP, mAP_low, mAP_rare, mAP_common per "
-                 "condition\n- `tables/<question>_<table>.csv`: every table above\n- `figures/*.png` (dpi 150), "
-                 "`figures/*.svg`\n")
+    parts.append(
+        "\n# Files\n\n- `summary.csv`: mean, sd, n and interval of mAP, mAP_low, mAP_rare, mAP_common per "
+        "condition\n- `tables/<question>_<table>.csv`: every table above\n- `figures/*.png` (dpi 150), "
+        "`figures/*.svg`\n"
+    )
     return "\n".join(parts)
 
 
@@ -286,8 +376,10 @@ def render_answers(answers: Sequence[Answer], trials: pd.DataFrame, prov: pd.Dat
 # the command
 # --------------------------------------------------------------------------------------------
 
-def _make_figures(answers: Sequence[Answer], history: pd.DataFrame, figdir: Path, level: float,
-                  log: Callable[[str], None]) -> dict[str, str]:
+
+def _make_figures(
+    answers: Sequence[Answer], history: pd.DataFrame, figdir: Path, level: float, log: Callable[[str], None]
+) -> dict[str, str]:
     """Draw and save the figure of every answered question (and the learning curves); ``{key: path stem}``."""
     import matplotlib.pyplot as plt
 
@@ -332,8 +424,15 @@ def _no_log(msg: str) -> None:
     """The default ``log`` of :func:`write_report`: silent."""
 
 
-def write_report(dirs: Sequence[str | Path], out: str | Path, level: float = 0.95, n_boot: int = 2000, seed: int = 0,
-                 log: Callable[[str], None] = _no_log, command: str = PROG) -> dict[str, Any]:
+def write_report(
+    dirs: Sequence[str | Path],
+    out: str | Path,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    log: Callable[[str], None] = _no_log,
+    command: str = PROG,
+) -> dict[str, Any]:
     """Load ``dirs``, answer every question, write ``answers.md``, figures and CSV tables into ``out``.
 
     Returns ``{"answers": [...], "answers_md": path, "figures": {...}, "tables": [...]}``.
@@ -352,8 +451,14 @@ def write_report(dirs: Sequence[str | Path], out: str | Path, level: float = 0.9
 
     answers = answer_all(trials, level, n_boot, seed)
     for a in answers:
-        log(f"{a.key}: " + (f"answered from {a.study}" + (" (partial)" if a.partial else "") if a.answerable
-                            else "cannot be answered from the loaded results"))
+        log(
+            f"{a.key}: "
+            + (
+                f"answered from {a.study}" + (" (partial)" if a.partial else "")
+                if a.answerable
+                else "cannot be answered from the loaded results"
+            )
+        )
     figures = _make_figures(answers, history, out / "figures", level, log)
     tabdir = out / "tables"
     written = _write_tables(answers, tabdir)
@@ -385,8 +490,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"{PROG}: error: {getattr(e, 'filename', None) or args.out}: {e.strerror or e} "
-              f"(expected a writable output directory)", file=sys.stderr)
+        print(
+            f"{PROG}: error: {getattr(e, 'filename', None) or args.out}: {e.strerror or e} "
+            f"(expected a writable output directory)",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -19,8 +19,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-__all__ = ["CI", "mean_ci", "summarize", "paired_values", "paired_diff", "diff_ci", "argmax_ci", "ArgmaxResult",
-           "quad_vertex", "seeds_to_resolve", "fmt_ci", "fmt_num"]
+__all__ = [
+    "CI",
+    "mean_ci",
+    "summarize",
+    "paired_values",
+    "paired_diff",
+    "diff_ci",
+    "argmax_ci",
+    "ArgmaxResult",
+    "quad_vertex",
+    "seeds_to_resolve",
+    "fmt_ci",
+    "fmt_num",
+]
 
 Method = Literal["t", "bootstrap"]
 
@@ -74,8 +86,7 @@ def _clean(values: Any) -> np.ndarray:
     return a[np.isfinite(a)]
 
 
-def mean_ci(values: Any, level: float = 0.95, method: Method = "t", n_boot: int = 4000,
-            seed: int | None = 0) -> CI:
+def mean_ci(values: Any, level: float = 0.95, method: Method = "t", n_boot: int = 4000, seed: int | None = 0) -> CI:
     """Mean, interval, standard deviation (ddof=1) and count of ``values`` (NaNs dropped).
 
     ``method="t"``: mean ± t_{(1+level)/2, n-1} · sd/√n. ``"bootstrap"``: percentile interval of
@@ -110,8 +121,15 @@ def _by_list(by: str | Sequence[str] | None) -> list[str]:
     return [by] if isinstance(by, str) else list(by)
 
 
-def summarize(df: pd.DataFrame, by: str | Sequence[str] | None, value: str, level: float = 0.95,
-              method: Method = "t", n_boot: int = 4000, seed: int | None = 0) -> pd.DataFrame:
+def summarize(
+    df: pd.DataFrame,
+    by: str | Sequence[str] | None,
+    value: str,
+    level: float = 0.95,
+    method: Method = "t",
+    n_boot: int = 4000,
+    seed: int | None = 0,
+) -> pd.DataFrame:
     """One row per group of ``by``: ``mean``, ``sd``, ``n``, ``lo``, ``hi`` of ``value``."""
     keys = _by_list(by)
     rows = []
@@ -123,8 +141,15 @@ def summarize(df: pd.DataFrame, by: str | Sequence[str] | None, value: str, leve
     return pd.DataFrame(rows, columns=keys + ["mean", "sd", "n", "lo", "hi"])
 
 
-def paired_values(df: pd.DataFrame, by: str | Sequence[str] | None, treat: Any, control: Any, value: str,
-                  pair_on: str = "seed", factor: str = "method") -> pd.DataFrame:
+def paired_values(
+    df: pd.DataFrame,
+    by: str | Sequence[str] | None,
+    treat: Any,
+    control: Any,
+    value: str,
+    pair_on: str = "seed",
+    factor: str = "method",
+) -> pd.DataFrame:
     """The seed-paired differences behind :func:`paired_diff`: one row per (``by``, ``pair_on``) with
     ``treat``, ``control`` and ``diff`` = treat - control. Repeated trials of a cell are averaged;
     a seed missing on either side is left out."""
@@ -140,9 +165,19 @@ def paired_values(df: pd.DataFrame, by: str | Sequence[str] | None, treat: Any, 
     return out[cols]
 
 
-def paired_diff(df: pd.DataFrame, by: str | Sequence[str] | None, treat: Any, control: Any, value: str,
-                pair_on: str = "seed", factor: str = "method", level: float = 0.95, method: Method = "t",
-                n_boot: int = 4000, seed: int | None = 0) -> pd.DataFrame:
+def paired_diff(
+    df: pd.DataFrame,
+    by: str | Sequence[str] | None,
+    treat: Any,
+    control: Any,
+    value: str,
+    pair_on: str = "seed",
+    factor: str = "method",
+    level: float = 0.95,
+    method: Method = "t",
+    n_boot: int = 4000,
+    seed: int | None = 0,
+) -> pd.DataFrame:
     """Seed-paired difference ``treat - control`` of ``value`` per group of ``by``.
 
     ``treat`` and ``control`` are levels of the column ``factor``; a pair is the same ``pair_on``
@@ -160,11 +195,23 @@ def paired_diff(df: pd.DataFrame, by: str | Sequence[str] | None, treat: Any, co
         ci = mean_ci(g["diff"], level, method, n_boot, seed)
         p = math.nan
         if ci.n >= 2:
-            p = 1.0 if ci.sd == 0 and ci.mean == 0 else (0.0 if ci.sd == 0 else
-                                                          float(sps.ttest_1samp(g["diff"], 0.0).pvalue))
-        rows.append({**dict(zip(keys, k, strict=True)), "treat": treat, "control": control, **ci.as_dict(),
-                     "treat_mean": float(g["treat"].mean()), "control_mean": float(g["control"].mean()),
-                     "p": p, "resolved": ci.resolved})
+            p = (
+                1.0
+                if ci.sd == 0 and ci.mean == 0
+                else (0.0 if ci.sd == 0 else float(sps.ttest_1samp(g["diff"], 0.0).pvalue))
+            )
+        rows.append(
+            {
+                **dict(zip(keys, k, strict=True)),
+                "treat": treat,
+                "control": control,
+                **ci.as_dict(),
+                "treat_mean": float(g["treat"].mean()),
+                "control_mean": float(g["control"].mean()),
+                "p": p,
+                "resolved": ci.resolved,
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -178,13 +225,21 @@ def diff_ci(a: Any, b: Any, level: float = 0.95, paired: bool = False) -> CI:
         return CI(math.nan, math.nan, math.nan, math.nan, 0, level, "welch", "a side has no values")
     d = float(x.mean() - y.mean())
     if x.size < 2 or y.size < 2:
-        return CI(d, math.nan, math.nan, math.nan, int(min(x.size, y.size)), level, "welch",
-                  "a side has one value: no interval")
+        return CI(
+            d,
+            math.nan,
+            math.nan,
+            math.nan,
+            int(min(x.size, y.size)),
+            level,
+            "welch",
+            "a side has one value: no interval",
+        )
     vx, vy = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
     se = math.sqrt(vx + vy)
     if se == 0:
         return CI(d, d, d, 0.0, int(min(x.size, y.size)), level, "welch", "no spread")
-    dof = (vx + vy) ** 2 / (vx ** 2 / (x.size - 1) + vy ** 2 / (y.size - 1))
+    dof = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
     half = float(sps.t.ppf((1 + level) / 2, dof)) * se
     return CI(d, d - half, d + half, se * math.sqrt(min(x.size, y.size)), int(min(x.size, y.size)), level, "welch")
 
@@ -205,6 +260,7 @@ def seeds_to_resolve(mean: float, sd: float, level: float = 0.95) -> float:
 # --------------------------------------------------------------------------------------------
 # the best level of a factor, with a bootstrap over seeds
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ArgmaxResult:
@@ -246,8 +302,9 @@ def _numeric_levels(levels: Sequence[Any]) -> np.ndarray | None:
     return a if np.isfinite(a).all() else None
 
 
-def _argmax_cell(mat: pd.DataFrame, n_boot: int, rng: np.random.Generator, level: float,
-                 maximize: bool) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+def _argmax_cell(
+    mat: pd.DataFrame, n_boot: int, rng: np.random.Generator, level: float, maximize: bool
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """One cell of :func:`argmax_ci` from its seeds x levels matrix: (the table row without the cell
     keys, the share of resamples each level won, the observed level means)."""
     levels = list(mat.columns)
@@ -272,22 +329,43 @@ def _argmax_cell(mat: pd.DataFrame, n_boot: int, rng: np.random.Generator, level
             note = f"only {n_seeds} seeds: the bootstrap has few distinct resamples, frequencies are coarse"
     if len(levels) == 1:
         note = (note + "; " if note else "") + "one level only"
-    row = {"best": levels[int(order[0])], "best_mean": float(obs[order[0]]),
-           "runner_up": levels[int(order[1])] if len(levels) > 1 else None,
-           "freq_best": float(wins[int(order[0])]), "lo": lo, "hi": hi, "n_seeds": n_seeds,
-           "n_levels": len(levels), "note": note}
+    row = {
+        "best": levels[int(order[0])],
+        "best_mean": float(obs[order[0]]),
+        "runner_up": levels[int(order[1])] if len(levels) > 1 else None,
+        "freq_best": float(wins[int(order[0])]),
+        "lo": lo,
+        "hi": hi,
+        "n_seeds": n_seeds,
+        "n_levels": len(levels),
+        "note": note,
+    }
     return row, wins, obs
 
 
 def _notes_text(notes: dict[str, list[str]], n_cells: int) -> list[str]:
     """``note (cell)`` / ``note (all N cells)`` / ``note (k cells: ...)`` per distinct note."""
-    return [f"{n} ({c[0]})" if len(c) == 1 else f"{n} (all {len(c)} cells)" if len(c) == n_cells
-            else f"{n} ({len(c)} cells: {'; '.join(c)})" for n, c in notes.items()]
+    return [
+        f"{n} ({c[0]})"
+        if len(c) == 1
+        else f"{n} (all {len(c)} cells)"
+        if len(c) == n_cells
+        else f"{n} ({len(c)} cells: {'; '.join(c)})"
+        for n, c in notes.items()
+    ]
 
 
-def argmax_ci(df: pd.DataFrame, factor: str, value: str, by: str | Sequence[str] | None = None,
-              pair_on: str = "seed", level: float = 0.95, n_boot: int = 2000, seed: int | None = 0,
-              maximize: bool = True) -> ArgmaxResult:
+def argmax_ci(
+    df: pd.DataFrame,
+    factor: str,
+    value: str,
+    by: str | Sequence[str] | None = None,
+    pair_on: str = "seed",
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int | None = 0,
+    maximize: bool = True,
+) -> ArgmaxResult:
     """The best level of ``factor`` per cell of ``by`` and how sure we are of it.
 
     Within each cell, seeds are resampled with replacement (``n_boot`` times, the same draw for
@@ -311,20 +389,26 @@ def argmax_ci(df: pd.DataFrame, factor: str, value: str, by: str | Sequence[str]
             continue
         row, wins, obs = _argmax_cell(mat, n_boot, rng, level, maximize)
         rows.append({**cell, **row})
-        frows += [{**cell, factor: lv, "mean": float(m), "freq": float(w)}
-                  for lv, w, m in zip(mat.columns, wins, obs, strict=True)]
+        frows += [
+            {**cell, factor: lv, "mean": float(m), "freq": float(w)}
+            for lv, w, m in zip(mat.columns, wins, obs, strict=True)
+        ]
         if row["note"]:
-            notes.setdefault(row["note"], []).append(", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                                                               for k, v in cell.items()) or "all")
-    table = pd.DataFrame(rows, columns=keys + ["best", "best_mean", "runner_up", "freq_best", "lo", "hi", "n_seeds",
-                                               "n_levels", "note"])
-    return ArgmaxResult(table, pd.DataFrame(frows, columns=keys + [factor, "mean", "freq"]),
-                        _notes_text(notes, len(rows)))
+            notes.setdefault(row["note"], []).append(
+                ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in cell.items()) or "all"
+            )
+    table = pd.DataFrame(
+        rows, columns=keys + ["best", "best_mean", "runner_up", "freq_best", "lo", "hi", "n_seeds", "n_levels", "note"]
+    )
+    return ArgmaxResult(
+        table, pd.DataFrame(frows, columns=keys + [factor, "mean", "freq"]), _notes_text(notes, len(rows))
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # quadratic fit: where is the peak?
 # --------------------------------------------------------------------------------------------
+
 
 def _vertex(x: np.ndarray, y: np.ndarray, lo_x: float, hi_x: float) -> tuple[float, float, bool, np.ndarray]:
     """(clipped vertex, raw vertex, clipped?, coefficients a, b, c) of the least-squares parabola.
@@ -342,8 +426,9 @@ def _vertex(x: np.ndarray, y: np.ndarray, lo_x: float, hi_x: float) -> tuple[flo
     return v, math.nan, True, coef
 
 
-def _boot_vertex(xs: np.ndarray, ys: np.ndarray, seeds: np.ndarray, lo_x: float, hi_x: float, n_boot: int,
-                 rng: np.random.Generator) -> tuple[list[float], int]:
+def _boot_vertex(
+    xs: np.ndarray, ys: np.ndarray, seeds: np.ndarray, lo_x: float, hi_x: float, n_boot: int, rng: np.random.Generator
+) -> tuple[list[float], int]:
     """Vertices of ``n_boot`` refits on seeds resampled with replacement (resamples with fewer than 3
     distinct x skipped), and how many were clipped. No resample with fewer than 2 seeds."""
     useeds = pd.unique(seeds)
@@ -363,13 +448,23 @@ def _boot_vertex(xs: np.ndarray, ys: np.ndarray, seeds: np.ndarray, lo_x: float,
     return boots, nclip
 
 
-_NO_FIT = {"vertex": math.nan, "raw": math.nan, "clipped": False, "lo": math.nan, "hi": math.nan,
-           "share_clipped": math.nan, "a": math.nan, "b": math.nan, "c": math.nan,
-           "note": "fewer than 3 tested values: no quadratic fit"}
+_NO_FIT = {
+    "vertex": math.nan,
+    "raw": math.nan,
+    "clipped": False,
+    "lo": math.nan,
+    "hi": math.nan,
+    "share_clipped": math.nan,
+    "a": math.nan,
+    "b": math.nan,
+    "c": math.nan,
+    "note": "fewer than 3 tested values: no quadratic fit",
+}
 
 
-def _vertex_cell(g: pd.DataFrame, x: str, value: str, pair_on: str, level: float, n_boot: int,
-                 rng: np.random.Generator) -> dict[str, Any]:
+def _vertex_cell(
+    g: pd.DataFrame, x: str, value: str, pair_on: str, level: float, n_boot: int, rng: np.random.Generator
+) -> dict[str, Any]:
     """One cell of :func:`quad_vertex` (without the cell keys)."""
     xs, ys = g[x].to_numpy(float), g[value].to_numpy(float)
     lo_x, hi_x = float(xs.min()), float(xs.max())
@@ -379,8 +474,11 @@ def _vertex_cell(g: pd.DataFrame, x: str, value: str, pair_on: str, level: float
     v, raw, clipped, (a, b, c) = _vertex(xs, ys, lo_x, hi_x)
     note = ""
     if clipped:
-        note = ("no interior maximum (convex or flat fit): the better end of the range"
-                if not np.isfinite(raw) else f"fitted peak {raw:.3g} lies outside the tested range: clipped")
+        note = (
+            "no interior maximum (convex or flat fit): the better end of the range"
+            if not np.isfinite(raw)
+            else f"fitted peak {raw:.3g} lies outside the tested range: clipped"
+        )
     boots, nclip = _boot_vertex(xs, ys, g[pair_on].to_numpy(), lo_x, hi_x, n_boot, rng)
     if boots:
         blo, bhi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
@@ -388,12 +486,31 @@ def _vertex_cell(g: pd.DataFrame, x: str, value: str, pair_on: str, level: float
     else:
         blo = bhi = share = math.nan
         note = (note + "; " if note else "") + "one seed: no bootstrap interval"
-    return {**row, "vertex": v, "raw": raw, "clipped": clipped, "lo": float(blo), "hi": float(bhi),
-            "share_clipped": share, "a": float(a), "b": float(b), "c": float(c), "note": note}
+    return {
+        **row,
+        "vertex": v,
+        "raw": raw,
+        "clipped": clipped,
+        "lo": float(blo),
+        "hi": float(bhi),
+        "share_clipped": share,
+        "a": float(a),
+        "b": float(b),
+        "c": float(c),
+        "note": note,
+    }
 
 
-def quad_vertex(df: pd.DataFrame, x: str, value: str, by: str | Sequence[str] | None = None,
-                pair_on: str = "seed", level: float = 0.95, n_boot: int = 2000, seed: int | None = 0) -> pd.DataFrame:
+def quad_vertex(
+    df: pd.DataFrame,
+    x: str,
+    value: str,
+    by: str | Sequence[str] | None = None,
+    pair_on: str = "seed",
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int | None = 0,
+) -> pd.DataFrame:
     """Fit ``value = a x² + b x + c`` to the trials of each cell of ``by`` and locate the peak.
 
     The vertex is clipped to the tested range of ``x`` (``clipped`` says when; a convex or flat
@@ -405,10 +522,28 @@ def quad_vertex(df: pd.DataFrame, x: str, value: str, by: str | Sequence[str] | 
     """
     keys = _by_list(by)
     rng = np.random.default_rng(seed)
-    cols = keys + ["vertex", "raw", "clipped", "lo", "hi", "share_clipped", "a", "b", "c", "x_min", "x_max", "n",
-                   "note"]
+    cols = keys + [
+        "vertex",
+        "raw",
+        "clipped",
+        "lo",
+        "hi",
+        "share_clipped",
+        "a",
+        "b",
+        "c",
+        "x_min",
+        "x_max",
+        "n",
+        "note",
+    ]
     data = df[df[value].notna() & df[x].notna()]
     groups = data.groupby(keys, dropna=False, sort=True) if keys else [((), data)]
-    rows = [{**dict(zip(keys, k if isinstance(k, tuple) else (k,), strict=True)),
-             **_vertex_cell(g, x, value, pair_on, level, n_boot, rng)} for k, g in groups]
+    rows = [
+        {
+            **dict(zip(keys, k if isinstance(k, tuple) else (k,), strict=True)),
+            **_vertex_cell(g, x, value, pair_on, level, n_boot, rng),
+        }
+        for k, g in groups
+    ]
     return pd.DataFrame(rows, columns=cols)

@@ -45,15 +45,28 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks",
         description="Measure the splicemix mixing, collate and training-step costs against "
         "references and floors, print a table and write results.json / results.csv.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a CI smoke run, < 60 s)")
-    p.add_argument("--only", metavar="NAMES", default=None,
-                   help=f"comma-separated suites to run (default: all of {', '.join(SUITES)})")
-    p.add_argument("--out", metavar="DIR", default=str(Path("benchmarks") / "results"),
-                   help="folder for results.json and results.csv (default: benchmarks/results)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="auto: CUDA if available, else CPU; the mixing targets are always measured on the CPU")
+    p.add_argument(
+        "--only",
+        metavar="NAMES",
+        default=None,
+        help=f"comma-separated suites to run (default: all of {', '.join(SUITES)})",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=str(Path("benchmarks") / "results"),
+        help="folder for results.json and results.csv (default: benchmarks/results)",
+    )
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="auto: CUDA if available, else CPU; the mixing targets are always measured on the CPU",
+    )
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
     return p
 
@@ -71,8 +84,13 @@ def _cpu_model() -> str:
 
 def _git_commit() -> str | None:
     try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                           cwd=Path(__file__).resolve().parent)
+        r = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return r.stdout.strip() or None if r.returncode == 0 else None
@@ -112,20 +130,26 @@ def main(argv: list[str] | None = None) -> int:
     names = list(SUITES) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in SUITES]
     if unknown or not names:
-        print(f"error: unknown suite(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(SUITES)}",
-              file=sys.stderr)
+        print(
+            f"error: unknown suite(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(SUITES)}",
+            file=sys.stderr,
+        )
         return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA device is available; use --device auto or cpu", file=sys.stderr)
         return 2
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = torch.device(
+        "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_info(device, argv)
-    print(f"benchmarks: {', '.join(names)}{' (quick)' if args.quick else ''} | {machine['cpu_model']}, "
-          f"{machine['cpu_cores_usable']} cores, {machine['torch_threads']} threads | torch {machine['torch']}"
-          + (f" | {machine['cuda_device']}" if machine["cuda_device"] else ""), flush=True)
+    print(
+        f"benchmarks: {', '.join(names)}{' (quick)' if args.quick else ''} | {machine['cpu_model']}, "
+        f"{machine['cpu_cores_usable']} cores, {machine['torch_threads']} threads | torch {machine['torch']}"
+        + (f" | {machine['cuda_device']}" if machine["cuda_device"] else ""),
+        flush=True,
+    )
     os.environ["BENCH_OUT"] = str(out)  # where suites write their extra files (study: search_curves.csv)
     rows = []
     for name in names:

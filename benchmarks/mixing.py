@@ -89,8 +89,9 @@ def _bytes_in_place(B: int, Bp: int, S: int, spec, itemsize: int) -> int:
     return moved
 
 
-def _case(B: int, S: int, grid: str, device: torch.device, rounds: int, number: int, tag: str,
-          quick: bool) -> list[Row]:
+def _case(
+    B: int, S: int, grid: str, device: torch.device, rounds: int, number: int, tag: str, quick: bool
+) -> list[Row]:
     g = torch.Generator().manual_seed(0)
     images = torch.randn(B, 3, S, S, generator=g).to(device)
     targets = (torch.rand(B, NUM_CLASSES, generator=g) < 0.05).float().to(device)
@@ -103,7 +104,9 @@ def _case(B: int, S: int, grid: str, device: torch.device, rounds: int, number: 
     tbuf = torch.empty(B + Bp, NUM_CLASSES, device=device)
     buf[:B] = images
     tbuf[:B] = targets
-    ok, diff = _check_same(images, targets, SpliceMix(grid, mixed_ratio=RATIO, generator=torch.Generator().manual_seed(2)))
+    ok, diff = _check_same(
+        images, targets, SpliceMix(grid, mixed_ratio=RATIO, generator=torch.Generator().manual_seed(2))
+    )
 
     def floor_oop():
         out = images.new_empty((B + Bp, 3, S, S))
@@ -120,14 +123,29 @@ def _case(B: int, S: int, grid: str, device: torch.device, rounds: int, number: 
     t = {k: v * 1e3 for k, v in interleaved(fns, rounds, number).items()}
     name = f"B={B} 3x{S}x{S} {grid}{tag}"
     check = f"reference == ours on one plan: {'yes' if ok else 'NO'} (max |diff| {diff:.1e})"
-    oop = Row(SUITE, f"{name} out of place", t["out_of_place"], t["reference"], t["floor_oop"], "ms",
-              f"<= {OOP_TARGET}x floor", ok and t["out_of_place"] <= OOP_TARGET * t["floor_oop"],
-              f"floor = alloc (B+B') + copy batch + 1 interpolate; {check}")
+    oop = Row(
+        SUITE,
+        f"{name} out of place",
+        t["out_of_place"],
+        t["reference"],
+        t["floor_oop"],
+        "ms",
+        f"<= {OOP_TARGET}x floor",
+        ok and t["out_of_place"] <= OOP_TARGET * t["floor_oop"],
+        f"floor = alloc (B+B') + copy batch + 1 interpolate; {check}",
+    )
     speedup = t["reference"] / t["in_place"]
-    inp = Row(SUITE, f"{name} in place", t["in_place"], t["reference"], t["interpolate"], "ms",
-              f"<= {INPLACE_TARGET}x floor, >= {SPEEDUP_TARGET}x faster than ref",
-              ok and t["in_place"] <= INPLACE_TARGET * t["interpolate"] and speedup >= SPEEDUP_TARGET,
-              f"floor = 1 interpolate of the batch to {ch}x{cw}; {speedup:.1f}x faster than the reference")
+    inp = Row(
+        SUITE,
+        f"{name} in place",
+        t["in_place"],
+        t["reference"],
+        t["interpolate"],
+        "ms",
+        f"<= {INPLACE_TARGET}x floor, >= {SPEEDUP_TARGET}x faster than ref",
+        ok and t["in_place"] <= INPLACE_TARGET * t["interpolate"] and speedup >= SPEEDUP_TARGET,
+        f"floor = 1 interpolate of the batch to {ch}x{cw}; {speedup:.1f}x faster than the reference",
+    )
     rows = [oop, inp]
     if quick:  # the targets are stated for the full sizes; tiny ones measure Python overhead
         for r in rows:
@@ -135,8 +153,15 @@ def _case(B: int, S: int, grid: str, device: torch.device, rounds: int, number: 
             r.target = "(full sizes only)"
     if device.type == "cuda":
         moved = _bytes_in_place(B, Bp, S, spec, images.element_size())
-        rows.append(Row(SUITE, f"{name} in place bandwidth", moved / (t["in_place"] * 1e-3) / 1e9, unit="GB/s",
-                        note=f"{moved / 1e6:.0f} MB read + written at least (batch, resized batch, mixed images)"))
+        rows.append(
+            Row(
+                SUITE,
+                f"{name} in place bandwidth",
+                moved / (t["in_place"] * 1e-3) / 1e9,
+                unit="GB/s",
+                note=f"{moved / 1e6:.0f} MB read + written at least (batch, resized batch, mixed images)",
+            )
+        )
     return rows
 
 

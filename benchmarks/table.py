@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["Row", "COLUMNS", "format_table", "write_json", "write_csv", "ratio"]
 
@@ -65,8 +66,18 @@ def _met(v: bool | None) -> str:
 
 
 def _cells(row: Row) -> list[str]:
-    return [row.suite, row.case, _num(row.ours), _num(row.reference), _num(row.floor), row.unit,
-            _num(row.ours_ref), _num(row.ours_floor), row.target, _met(row.met)]
+    return [
+        row.suite,
+        row.case,
+        _num(row.ours),
+        _num(row.reference),
+        _num(row.floor),
+        row.unit,
+        _num(row.ours_ref),
+        _num(row.ours_floor),
+        row.target,
+        _met(row.met),
+    ]
 
 
 def format_table(rows: Sequence[Row], notes: bool = True) -> str:
@@ -76,7 +87,10 @@ def format_table(rows: Sequence[Row], notes: bool = True) -> str:
     numeric = {2, 3, 4, 6, 7}
     lines = []
     for n, line in enumerate(body):
-        cells = [c.rjust(w) if (i in numeric and n) else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))]
+        cells = [
+            c.rjust(w) if (i in numeric and n) else c.ljust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=False))
+        ]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))

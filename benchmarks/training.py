@@ -37,15 +37,24 @@ SHARE_TARGET = 0.02
 
 
 def _dataset(root: Path, size: int) -> CocoMultiLabel:
-    return CocoMultiLabel(root / "train", root / "annotations" / "instances_train.json",
-                          build_transforms(size, train=True))
+    return CocoMultiLabel(
+        root / "train", root / "annotations" / "instances_train.json", build_transforms(size, train=True)
+    )
 
 
 def _loader_rate(ds, batch_size: int, workers: int, collate, epochs: int, pin: bool) -> float:
     """Regular images per second delivered by the loader alone (after one warm-up epoch)."""
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
-                        collate_fn=collate, persistent_workers=workers > 0, pin_memory=pin,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        collate_fn=collate,
+        persistent_workers=workers > 0,
+        pin_memory=pin,
+        generator=torch.Generator().manual_seed(0),
+    )
     for _ in loader:  # warm-up: worker start, file cache
         pass
     n, t0 = 0, time.perf_counter()
@@ -60,8 +69,9 @@ def _loader_rate(ds, batch_size: int, workers: int, collate, epochs: int, pin: b
 class _Step:
     """One optimisation step of the trainer (no DDP, no grad clipping): forward, BCE, backward, AdamW."""
 
-    def __init__(self, num_classes: int, size: int, device: torch.device, amp: bool = False,
-                 channels_last: bool = False) -> None:
+    def __init__(
+        self, num_classes: int, size: int, device: torch.device, amp: bool = False, channels_last: bool = False
+    ) -> None:
         torch.manual_seed(0)
         self.net = build_model("resnet18", num_classes, pretrained=None, image_size=size).to(device)
         if channels_last:
@@ -101,41 +111,90 @@ def run(quick: bool, device: torch.device) -> list[Row]:
         dev_batch = cpu_batch.to(device)
         images, targets, plan = dev_batch.mix(mixer)
         step = _Step(K, size, device)
-        t = interleaved({
-            "mix": lambda: dev_batch.mix(mixer),
-            "mix_step": lambda: step(*dev_batch.mix(mixer)),
-        }, rounds=rounds * 3 if device.type == "cuda" else rounds, number=1)
+        t = interleaved(
+            {
+                "mix": lambda: dev_batch.mix(mixer),
+                "mix_step": lambda: step(*dev_batch.mix(mixer)),
+            },
+            rounds=rounds * 3 if device.type == "cuda" else rounds,
+            number=1,
+        )
         t_mix, t_step = t["mix"] * 1e3, t["mix_step"] * 1e3
         step_rate = batch / (t_step * 1e-3)
         name = f"resnet18 {size}px B={batch}+{images.shape[0] - batch} [{device.type}]"
-        rows.append(Row(SUITE, f"train step, {name}", t_step, unit="ms",
-                        note=f"SpliceMix('default') in place + forward/BCE/backward/AdamW; "
-                             f"{step_rate:.1f} regular img/s"))
-        rows.append(Row(SUITE, "mixing share of the step", t_mix, t_step, unit="ms",
-                        target=f"<= {SHARE_TARGET:.0%} of step", met=None if quick else t_mix <= SHARE_TARGET * t_step,
-                        note="ours = mixing alone (in place into SpliceCollate's buffer), reference = whole step"))
+        rows.append(
+            Row(
+                SUITE,
+                f"train step, {name}",
+                t_step,
+                unit="ms",
+                note=f"SpliceMix('default') in place + forward/BCE/backward/AdamW; {step_rate:.1f} regular img/s",
+            )
+        )
+        rows.append(
+            Row(
+                SUITE,
+                "mixing share of the step",
+                t_mix,
+                t_step,
+                unit="ms",
+                target=f"<= {SHARE_TARGET:.0%} of step",
+                met=None if quick else t_mix <= SHARE_TARGET * t_step,
+                note="ours = mixing alone (in place into SpliceCollate's buffer), reference = whole step",
+            )
+        )
 
         # -- collate -------------------------------------------------------------------------
-        t = interleaved({"splice": lambda: collate(samples), "default": lambda: default_collate(samples)},
-                        rounds=5 if quick else 15, number=3)
-        rows.append(Row(SUITE, f"collate {batch} x 3x{size}x{size}", t["splice"] * 1e3, t["default"] * 1e3, unit="ms",
-                        note="SpliceCollate (reserves B' rows) vs torch default_collate"))
+        t = interleaved(
+            {"splice": lambda: collate(samples), "default": lambda: default_collate(samples)},
+            rounds=5 if quick else 15,
+            number=3,
+        )
+        rows.append(
+            Row(
+                SUITE,
+                f"collate {batch} x 3x{size}x{size}",
+                t["splice"] * 1e3,
+                t["default"] * 1e3,
+                unit="ms",
+                note="SpliceCollate (reserves B' rows) vs torch default_collate",
+            )
+        )
 
         # -- the loader alone ------------------------------------------------------------------
         pin = device.type == "cuda"
         for workers in (0, 2):
             rate = _loader_rate(ds, batch, workers, collate, epochs=1 if quick else 2, pin=pin)
-            rows.append(Row(SUITE, f"loader alone, workers={workers}", rate, step_rate, unit="img/s",
-                            target=">= training step img/s", met=None if quick else rate >= step_rate,
-                            note="JPEG decode + train transforms + SpliceCollate; "
-                                 "reference = regular img/s of the step"))
+            rows.append(
+                Row(
+                    SUITE,
+                    f"loader alone, workers={workers}",
+                    rate,
+                    step_rate,
+                    unit="img/s",
+                    target=">= training step img/s",
+                    met=None if quick else rate >= step_rate,
+                    note="JPEG decode + train transforms + SpliceCollate; reference = regular img/s of the step",
+                )
+            )
 
         # -- CUDA: mixed precision and channels_last ------------------------------------------
         if device.type == "cuda":
             fast = _Step(K, size, device, amp=True, channels_last=True)
-            t = interleaved({"fp32": lambda: step(*dev_batch.mix(mixer)),
-                             "amp_cl": lambda: fast(*dev_batch.mix(mixer))}, rounds=rounds * 3, number=1)
+            t = interleaved(
+                {"fp32": lambda: step(*dev_batch.mix(mixer)), "amp_cl": lambda: fast(*dev_batch.mix(mixer))},
+                rounds=rounds * 3,
+                number=1,
+            )
             fp32, amp_cl = batch / t["fp32"], batch / t["amp_cl"]
-            rows.append(Row(SUITE, f"train step AMP ({str(fast.amp_dtype)[6:]}) + channels_last, {name}", amp_cl, fp32,
-                            unit="img/s", note="regular images/s; reference = float32, contiguous"))
+            rows.append(
+                Row(
+                    SUITE,
+                    f"train step AMP ({str(fast.amp_dtype)[6:]}) + channels_last, {name}",
+                    amp_cl,
+                    fp32,
+                    unit="img/s",
+                    note="regular images/s; reference = float32, contiguous",
+                )
+            )
     return rows

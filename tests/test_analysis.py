@@ -46,15 +46,33 @@ FIX_DIRS = [FIX / "grid_scaling", FIX / "ratio_data", FIX / "cl_vit"]
 # constructed trial frames
 # ------------------------------------------------------------------------------------------------
 
+
 def _raw(**cfg) -> dict:
     """One raw trials.parquet row with the default configuration, overridden by ``cfg`` (dotted keys
     without the ``cfg.`` prefix, or top-level columns such as ``final_mAP`` / ``seed``)."""
-    row = {"trial_id": None, "status": "completed", "seed": 0, "epochs_planned": 12, "epochs_run": 12,
-           "wall_time_s": 10.0, "final_mAP": 40.0, "final_mAP@32": 30.0, "final_mAP_rare_pairs": 35.0,
-           "final_mAP_common_pairs": 42.0, "cfg.data.dataset": "synthetic", "cfg.data.synthetic.n_train": 2000,
-           "cfg.data.synthetic.imbalance": 0.0, "cfg.data.image_size": 64, "cfg.model.name": "smallcnn",
-           "cfg.mix.method": "splicemix", "cfg.mix.grids": "default", "cfg.mix.mixed_ratio": 0.25,
-           "cfg.mix.counts": None, "cfg.mix.cl_weight": 1.0, "cfg.train.epochs": 12}
+    row = {
+        "trial_id": None,
+        "status": "completed",
+        "seed": 0,
+        "epochs_planned": 12,
+        "epochs_run": 12,
+        "wall_time_s": 10.0,
+        "final_mAP": 40.0,
+        "final_mAP@32": 30.0,
+        "final_mAP_rare_pairs": 35.0,
+        "final_mAP_common_pairs": 42.0,
+        "cfg.data.dataset": "synthetic",
+        "cfg.data.synthetic.n_train": 2000,
+        "cfg.data.synthetic.imbalance": 0.0,
+        "cfg.data.image_size": 64,
+        "cfg.model.name": "smallcnn",
+        "cfg.mix.method": "splicemix",
+        "cfg.mix.grids": "default",
+        "cfg.mix.mixed_ratio": 0.25,
+        "cfg.mix.counts": None,
+        "cfg.mix.cl_weight": 1.0,
+        "cfg.train.epochs": 12,
+    }
     for k, v in cfg.items():
         key = k if k in row or k.startswith(("final_", "status", "seed")) else f"cfg.{k}"
         row[key] = v
@@ -86,8 +104,13 @@ def _ratio_frame(cells=((500, 0.0), (2000, 0.0), (2000, 1.0))) -> pd.DataFrame:
         for n, imb in cells:
             for r in (0.0, 0.125, 0.25, 0.5, 1.0):
                 m = 30 - 40 * (r - peak[n]) ** 2 + seed + rng.normal(0, 0.05)
-                rows.append(_raw(seed=seed, final_mAP=m, **{"mix.mixed_ratio": r, "data.synthetic.n_train": n,
-                                                            "data.synthetic.imbalance": imb}))
+                rows.append(
+                    _raw(
+                        seed=seed,
+                        final_mAP=m,
+                        **{"mix.mixed_ratio": r, "data.synthetic.n_train": n, "data.synthetic.imbalance": imb},
+                    )
+                )
     return _frame(rows, "ratios")
 
 
@@ -99,14 +122,20 @@ def _cl_frame(vit_gain: float | list = 0.5, cnn_gain: float = 2.0, seeds: int = 
         vg = vit_gain[seed] if isinstance(vit_gain, list) else vit_gain
         for model, base, gain in (("smallcnn", 40.0, cnn_gain), ("vit_tiny", 30.0, vg)):
             for method, m in (("baseline", base), ("splicemix", base + 1), ("splicemix_cl", base + 1 + gain)):
-                rows.append(_raw(seed=seed, final_mAP=m + 3 * seed + rng.normal(0, noise),
-                                 **{"model.name": model, "mix.method": method, "mix.mixed_ratio": None}))
+                rows.append(
+                    _raw(
+                        seed=seed,
+                        final_mAP=m + 3 * seed + rng.normal(0, noise),
+                        **{"model.name": model, "mix.method": method, "mix.mixed_ratio": None},
+                    )
+                )
     return _frame(rows, "clvit")
 
 
 # ------------------------------------------------------------------------------------------------
 # stats
 # ------------------------------------------------------------------------------------------------
+
 
 def test_mean_ci_t_matches_hand_computation():
     ci = mean_ci([1, 2, 3], level=0.95)
@@ -146,8 +175,9 @@ def test_summarize_groups():
 
 def test_paired_diff_constant_offset_is_exact():
     control = np.array([10.0, 30.0, 20.0, 50.0])  # large seed effects
-    df = pd.DataFrame({"seed": list(range(4)) * 2, "method": ["a"] * 4 + ["b"] * 4,
-                       "v": list(control + 1.5) + list(control)})
+    df = pd.DataFrame(
+        {"seed": list(range(4)) * 2, "method": ["a"] * 4 + ["b"] * 4, "v": list(control + 1.5) + list(control)}
+    )
     r = paired_diff(df, None, "a", "b", "v").iloc[0]
     assert r["mean"] == pytest.approx(1.5) and r["n"] == 4
     assert r["hi"] - r["lo"] == pytest.approx(0.0, abs=1e-9) and bool(r["resolved"])
@@ -158,8 +188,14 @@ def test_paired_diff_constant_offset_is_exact():
 
 def test_paired_diff_matches_scipy_and_drops_unpaired_seeds():
     d = np.array([1.0, 2.0, 0.5])
-    df = pd.DataFrame({"seed": [0, 1, 2, 0, 1, 2, 3], "m": ["t"] * 3 + ["c"] * 4,
-                       "v": list(5 + d) + [5.0, 5.0, 5.0, 99.0], "cell": "x"})
+    df = pd.DataFrame(
+        {
+            "seed": [0, 1, 2, 0, 1, 2, 3],
+            "m": ["t"] * 3 + ["c"] * 4,
+            "v": list(5 + d) + [5.0, 5.0, 5.0, 99.0],
+            "cell": "x",
+        }
+    )
     r = paired_diff(df, "cell", "t", "c", "v", factor="m").iloc[0]
     assert r["n"] == 3  # seed 3 has no treatment trial
     assert (r["lo"], r["hi"]) == pytest.approx(sps.t.interval(0.95, 2, loc=d.mean(), scale=sps.sem(d)))
@@ -167,8 +203,11 @@ def test_paired_diff_matches_scipy_and_drops_unpaired_seeds():
 
 
 def test_argmax_clear_winner_has_frequency_one():
-    rows = [{"seed": s, "ratio": r, "v": 10 + (5 if r == 0.25 else 0) + 0.1 * s + 0.01 * k}
-            for s in range(5) for k, r in enumerate([0.0, 0.25, 0.5])]
+    rows = [
+        {"seed": s, "ratio": r, "v": 10 + (5 if r == 0.25 else 0) + 0.1 * s + 0.01 * k}
+        for s in range(5)
+        for k, r in enumerate([0.0, 0.25, 0.5])
+    ]
     res = argmax_ci(pd.DataFrame(rows), "ratio", "v", n_boot=300)
     t = res.table.iloc[0]
     assert t["best"] == 0.25 and t["freq_best"] == 1.0 and t["lo"] == t["hi"] == 0.25
@@ -184,8 +223,11 @@ def test_argmax_close_call_is_uncertain():
 
 def test_quad_vertex_recovers_known_peak():
     rng = np.random.default_rng(0)
-    rows = [{"seed": s, "x": x, "y": 10 - 40 * (x - 0.3) ** 2 + rng.normal(0, 0.02)}
-            for s in range(4) for x in (0.0, 0.125, 0.25, 0.5, 1.0)]
+    rows = [
+        {"seed": s, "x": x, "y": 10 - 40 * (x - 0.3) ** 2 + rng.normal(0, 0.02)}
+        for s in range(4)
+        for x in (0.0, 0.125, 0.25, 0.5, 1.0)
+    ]
     v = quad_vertex(pd.DataFrame(rows), "x", "y", n_boot=300).iloc[0]
     assert v["vertex"] == pytest.approx(0.3, abs=0.01) and not v["clipped"]
     assert v["lo"] <= 0.3 <= v["hi"] and v["a"] == pytest.approx(-40, rel=0.05)
@@ -204,10 +246,15 @@ def test_quad_vertex_clips_to_the_tested_range():
 # loading
 # ------------------------------------------------------------------------------------------------
 
+
 def test_tidy_aliases():
-    df = _frame([_raw(**{"mix.method": "baseline", "mix.mixed_ratio": 0.5}),
-                 _raw(**{"mix.mixed_ratio": None}),
-                 _raw(**{"mix.grids": '["1x2", "2x2"]', "final_mAP@16": 5.0})])
+    df = _frame(
+        [
+            _raw(**{"mix.method": "baseline", "mix.mixed_ratio": 0.5}),
+            _raw(**{"mix.mixed_ratio": None}),
+            _raw(**{"mix.grids": '["1x2", "2x2"]', "final_mAP@16": 5.0}),
+        ]
+    )
     assert list(df["ratio"]) == [0.0, 0.25, 0.25]  # baseline -> 0, null -> the preset's 0.25
     assert list(df["arm"]) == ["baseline", "splicemix", "splicemix"]
     assert df["grid"].iloc[2] == "1x2+2x2"
@@ -241,11 +288,13 @@ def test_null_ratio_is_the_presets_ratio():
     from analysis.load import DEFAULT_RATIO
     from analysis.questions.common import PAPER_RATIO
     from splicemix.grids import DEFAULT_MIXED_RATIO
+
     assert DEFAULT_RATIO == PAPER_RATIO == DEFAULT_MIXED_RATIO
 
 
 def test_grid_spec_is_splicemix_parser_or_none():
     from analysis import grid_spec, parse_grid
+
     assert (grid_spec("2x3-2").rows, grid_spec("2x3-2").cols, grid_spec("2x3-2").kept) == (2, 3, 4)
     assert parse_grid(" 1x4 ") == (1, 4, 0) and parse_grid("2X2") == (2, 2, 0)  # the splicemix spelling rules
     for text in ("default", "1x2+2x2", "1x2:0.3+2x2:0.7", "0x2", "2x2-4", float("nan"), None):
@@ -254,20 +303,26 @@ def test_grid_spec_is_splicemix_parser_or_none():
 
 def test_prose_sentences():
     from analysis.prose import claim_word, diff_text, level_text, levels_text, method_name
+
     assert level_text(2000.0) == "2000" and level_text(float("nan")) == "n/a" and level_text("2x2") == "2x2"
     assert levels_text(pd.Series([0.5, 0.125, None, 0.5])) == "0.125, 0.5"
     assert method_name("splicemix_cl") == "SpliceMix-CL" and method_name("other") == "other"
-    assert diff_text({"mean": 1.234, "lo": 0.4, "hi": 2.06, "n": 3}) == \
-        "+1.23 [+0.40, +2.06] mAP points (3 seeds; resolved, > 0)"
+    assert (
+        diff_text({"mean": 1.234, "lo": 0.4, "hi": 2.06, "n": 3})
+        == "+1.23 [+0.40, +2.06] mAP points (3 seeds; resolved, > 0)"
+    )
     tab = pd.DataFrame({"headline": [True, True], "lo": [0.1, -1.0], "hi": [1.0, 0.5]})
     assert claim_word(tab) == "is supported in 1 of 2 headline comparisons; the others are unresolved"
-    assert claim_word(tab.iloc[:1], better="neg") == "does not hold here (resolved the other way in the one " \
+    assert (
+        claim_word(tab.iloc[:1], better="neg") == "does not hold here (resolved the other way in the one "
         "headline comparison)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # the questions on constructed frames
 # ------------------------------------------------------------------------------------------------
+
 
 def test_q1_grid_scaling_known_effects():
     a = q1_grid_scaling(_grid_frame(), n_boot=200)
@@ -339,8 +394,10 @@ def test_claims_on_constructed_frame():
 # figures and the report CLI
 # ------------------------------------------------------------------------------------------------
 
+
 def test_figure_labels_and_nodata(tmp_path):
     from analysis import plots
+
     fig = plots.fig_cl_gain(_cl_frame())
     labels = [ax.get_ylabel() for ax in fig.axes]
     assert plots.MAP_LABEL in labels and plots.GAIN_LABEL in labels
@@ -379,8 +436,11 @@ def test_report_says_what_it_cannot_answer(tmp_path):
 
 def test_planned_trials_from_study_yaml():
     from analysis.report import planned_trials
-    text = ("space:\n  mix.mixed_ratio: {grid: [0.0, 0.25, 0.5]}\n  model.name: {grid: [a, b], choice: null}\n"
-            "seeds: [0, 1]\nsearch: {algorithm: grid}\n")
+
+    text = (
+        "space:\n  mix.mixed_ratio: {grid: [0.0, 0.25, 0.5]}\n  model.name: {grid: [a, b], choice: null}\n"
+        "seeds: [0, 1]\nsearch: {algorithm: grid}\n"
+    )
     assert planned_trials(text) == 12
     assert planned_trials(text.replace("grid}", "tpe}")) is None
     assert planned_trials("") is None and planned_trials(": bad: [") is None
@@ -388,8 +448,13 @@ def test_planned_trials_from_study_yaml():
 
 def test_report_missing_dir_exits_2_without_traceback(tmp_path):
     missing = tmp_path / "no_such_study"
-    p = subprocess.run([sys.executable, "-m", "analysis.report", str(missing), "--out", str(tmp_path / "o")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "analysis.report", str(missing), "--out", str(tmp_path / "o")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2
     assert str(missing) in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
@@ -411,13 +476,19 @@ def test_report_bad_parquet_and_help(tmp_path, capsys):
 # notebooks
 # ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_notebooks_execute_check():
     """Every committed notebook runs top to bottom (in memory; nothing written), whatever results exist."""
     nb_dir = ROOT / "analysis" / "notebooks"
     before = {p.name: p.read_bytes() for p in nb_dir.glob("*.ipynb")}
-    p = subprocess.run([sys.executable, "-m", "analysis.notebooks.execute", "--check"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "analysis.notebooks.execute", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert {p.name: p.read_bytes() for p in nb_dir.glob("*.ipynb")} == before
     assert len(before) == 4
@@ -429,9 +500,9 @@ def test_notebook_check_names_the_failing_cell(tmp_path, capsys):
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
     from analysis.notebooks.execute import main as nb_main
+
     path = tmp_path / "broken.ipynb"
-    nbformat.write(new_notebook(cells=[new_markdown_cell("# x"), new_code_cell("x = 1"), new_code_cell("1 / 0")]),
-                   path)
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# x"), new_code_cell("x = 1"), new_code_cell("1 / 0")]), path)
     before = path.read_bytes()
     assert nb_main(["--check", str(path)]) == 1
     err = capsys.readouterr().err

@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout
+    )
 
 
 def test_help_and_bad_suite():
@@ -71,7 +72,18 @@ def test_quick_run_writes_json_and_csv(tmp_path):
     with open(out / "results.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert len(table) == len(rows)
-    assert list(table[0]) == ["suite", "case", "ours", "reference", "floor", "unit", "ours/ref", "ours/floor",
-                              "target", "met", "note"]
-    for line, x in zip(table, rows):
+    assert list(table[0]) == [
+        "suite",
+        "case",
+        "ours",
+        "reference",
+        "floor",
+        "unit",
+        "ours/ref",
+        "ours/floor",
+        "target",
+        "met",
+        "note",
+    ]
+    for line, x in zip(table, rows, strict=False):
         assert line["case"] == x["case"] and math.isclose(float(line["ours"]), x["ours"])

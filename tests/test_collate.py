@@ -34,9 +34,11 @@ def samples(n=8, **kw):
 
 
 def aliased(batch: SpliceBatch) -> bool:
-    return (batch.images.data_ptr() == batch.buffer.data_ptr()
-            and batch.targets.data_ptr() == batch.targets_buffer.data_ptr()
-            and batch.images.shape[0] == batch.targets.shape[0] == batch.batch_size)
+    return (
+        batch.images.data_ptr() == batch.buffer.data_ptr()
+        and batch.targets.data_ptr() == batch.targets_buffer.data_ptr()
+        and batch.images.shape[0] == batch.targets.shape[0] == batch.batch_size
+    )
 
 
 # --------------------------------------------------------------------------- collate
@@ -69,11 +71,14 @@ def test_collate_casts_targets_to_float():
         assert torch.equal(batch.targets, default_collate(samples(4, tdtype=tdtype))[1].float())
 
 
-@pytest.mark.parametrize("bad,match", [
-    (dict(reserve=-1), "reserve must be an integer >= 0 or a SpliceMix"),
-    (dict(reserve="8"), "reserve must be an integer >= 0 or a SpliceMix"),
-    (dict(reserve=2, batch_size=0), "batch_size must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (dict(reserve=-1), "reserve must be an integer >= 0 or a SpliceMix"),
+        (dict(reserve="8"), "reserve must be an integer >= 0 or a SpliceMix"),
+        (dict(reserve=2, batch_size=0), "batch_size must be a positive integer"),
+    ],
+)
 def test_collate_bad_arguments(bad, match):
     reserve = bad.pop("reserve")
     with pytest.raises(ValueError, match=match):
@@ -130,7 +135,7 @@ def test_dataloader_batches(workers):
     plain = list(DataLoader(ds, batch_size=8, num_workers=workers))
     spliced = list(DataLoader(ds, batch_size=8, num_workers=workers, collate_fn=SpliceCollate(2, batch_size=8)))
     assert len(spliced) == len(plain) == 3
-    for (images, targets), b in zip(plain, spliced):
+    for (images, targets), b in zip(plain, spliced, strict=False):
         assert isinstance(b, SpliceBatch) and aliased(b)
         assert b.buffer.shape[0] == 10  # the short last batch too, thanks to batch_size=8
         assert torch.equal(b.images, images) and torch.equal(b.targets, targets)
@@ -177,8 +182,11 @@ def test_larger_buffers_return_views_and_leave_extra_rows_untouched():
 def test_too_small_or_wrong_buffers_raise_readable_errors():
     images, targets = default_collate(samples(8))
     plan = SpliceMix("2x2", mixed_ratio=0.25, generator=torch.Generator().manual_seed(0)).sample_plan(8)
-    with pytest.raises(ValueError, match=r"out must be a torch.float32 tensor of shape \(10, 3, 24, 24\) on cpu "
-                                         r"\(or with more than 10 rows.*got torch.float32 \(9, 3, 24, 24\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"out must be a torch.float32 tensor of shape \(10, 3, 24, 24\) on cpu "
+        r"\(or with more than 10 rows.*got torch.float32 \(9, 3, 24, 24\)",
+    ):
         apply_plan(images, targets, plan, out=torch.empty(9, 3, 24, 24))
     with pytest.raises(ValueError, match=r"targets_out must be a torch.float32 tensor of shape \(10, 5\)"):
         apply_plan(images, targets, plan, targets_out=torch.empty(12, 6))
@@ -202,7 +210,7 @@ def reference_mixed(images, group, antialias=False):
         for k, src in enumerate(group.sources[m].tolist()):
             if not group.dropped[m, k]:
                 i, j = divmod(k, group.cols)
-                grid[:, i * ch:(i + 1) * ch, j * cw:(j + 1) * cw] = small[src]
+                grid[:, i * ch : (i + 1) * ch, j * cw : (j + 1) * cw] = small[src]
         if grid.shape[-2:] != (H, W):
             grid = F.interpolate(grid[None], (H, W), mode="bilinear", align_corners=True)[0]
         out.append(grid)
@@ -216,8 +224,12 @@ def test_subset_whole_batch_and_all_dropped_paths(H, W, antialias):
     images = torch.randn(12, 3, H, W, generator=g)
     groups = [
         # few sources, one repeated, with drops: only the distinct kept sources are resized
-        SpliceGroup(2, 2, torch.tensor([[0, 5, 5, 9], [1, 2, 3, 4]]),
-                    torch.tensor([[False, True, False, False], [False, False, True, False]])),
+        SpliceGroup(
+            2,
+            2,
+            torch.tensor([[0, 5, 5, 9], [1, 2, 3, 4]]),
+            torch.tensor([[False, True, False, False], [False, False, True, False]]),
+        ),
         # as many cells as images: the whole batch is resized once
         SpliceGroup(2, 3, torch.randperm(12, generator=g).view(2, 6), torch.rand(2, 6, generator=g) < 0.3),
         # a cell position dropped in every image
@@ -234,7 +246,9 @@ def test_subset_whole_batch_and_all_dropped_paths(H, W, antialias):
 def test_non_contiguous_output_and_autograd():
     g = torch.Generator().manual_seed(1)
     images = torch.randn(8, 3, 24, 24, generator=g)
-    group = SpliceGroup(2, 2, torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]]), torch.tensor([[False, True, False, False]] * 2))
+    group = SpliceGroup(
+        2, 2, torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]]), torch.tensor([[False, True, False, False]] * 2)
+    )
     expected = reference_mixed(images, group)
     cl = torch.empty(2, 3, 24, 24).contiguous(memory_format=torch.channels_last)
     splice_images(images, group, out=cl)
@@ -276,15 +290,31 @@ def test_trainer_collate_path_equals_plain_path(tmp_path, workers):
 
     knobs = dict(n_train=48, n_val=8, image_size=32, seed=0)
     root = ensure_synthetic(tmp_path / "syn", SyntheticConfig(**knobs))
-    cfg = load_config(None, [f"data.root={root}", *(f"data.synthetic.{k}={v}" for k, v in knobs.items()),
-                             "data.image_size=32", "train.batch_size=16", "train.progress=false"])
+    cfg = load_config(
+        None,
+        [
+            f"data.root={root}",
+            *(f"data.synthetic.{k}={v}" for k, v in knobs.items()),
+            "data.image_size=32",
+            "train.batch_size=16",
+            "train.progress=false",
+        ],
+    )
     data = build_data(cfg)
 
     def epoch(collate):
         torch.manual_seed(0)
         mixer = SpliceMix(generator=torch.Generator().manual_seed(5), **cfg.mix.mixer_kwargs())
-        loader = DataLoader(data.train, batch_size=16, shuffle=True, drop_last=True, num_workers=workers,
-                            worker_init_fn=worker_init, generator=torch.Generator().manual_seed(7), collate_fn=collate)
+        loader = DataLoader(
+            data.train,
+            batch_size=16,
+            shuffle=True,
+            drop_last=True,
+            num_workers=workers,
+            worker_init_fn=worker_init,
+            generator=torch.Generator().manual_seed(7),
+            collate_fn=collate,
+        )
         out = []
         for batch in loader:
             if collate is None:
@@ -297,6 +327,6 @@ def test_trainer_collate_path_equals_plain_path(tmp_path, workers):
     plain = epoch(None)
     spliced = epoch(SpliceCollate(SpliceMix(**cfg.mix.mixer_kwargs()).max_mixed(16)))
     assert len(plain) == len(spliced) == 3
-    for (a, ta, pa), (b, tb, pb) in zip(plain, spliced):
+    for (a, ta, pa), (b, tb, pb) in zip(plain, spliced, strict=False):
         assert pa.num_mixed == pb.num_mixed > 0
         assert torch.equal(a, b) and torch.equal(ta, tb)

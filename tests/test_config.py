@@ -151,8 +151,13 @@ def test_cross_field_checks():
         load_config(None, ["data.synthetic.objects=[1, 12]"])
     ok = load_config(
         None,
-        ["data.dataset=coco", "data.coco.train_images=a", "data.coco.train_annotations=b",
-         "data.coco.val_images=c", "data.coco.val_annotations=d"],
+        [
+            "data.dataset=coco",
+            "data.coco.train_images=a",
+            "data.coco.train_annotations=b",
+            "data.coco.val_images=c",
+            "data.coco.val_annotations=d",
+        ],
     )
     assert ok.data.coco.val_annotations == "d"
 
@@ -192,8 +197,11 @@ def test_default_yaml_matches_the_builtin_defaults():
 
 
 def test_grid_larger_than_the_batch_fails_at_load():
-    with pytest.raises(ConfigError, match=r"mix.grids \['3x3'\] need more distinct source images .* "
-                                          r"train.batch_size 4"):
+    with pytest.raises(
+        ConfigError,
+        match=r"mix.grids \['3x3'\] need more distinct source images .* "
+        r"train.batch_size 4",
+    ):
         load_config(None, ["train.batch_size=4", "mix.grids=[3x3, 1x2]"])
     assert load_config(None, ["train.batch_size=4", "mix.grids=[3x3]", "mix.method=baseline"]).mix.method == "baseline"
 

@@ -115,7 +115,10 @@ def test_exact_splice_gives_source_predictions(pool):
     # constant maps per regular image: any pooling of a cell equals the source's
     regular = torch.randn(b, C, 1, 1).expand(b, C, h, h).contiguous()
     plan = SplicePlan(
-        [SpliceGroup(2, 2, sources=torch.tensor([[0, 1, 2, 3], [5, 4, 3, 2]])), SpliceGroup(2, 2, sources=[1, 0, 5, 4])],
+        [
+            SpliceGroup(2, 2, sources=torch.tensor([[0, 1, 2, 3], [5, 4, 3, 2]])),
+            SpliceGroup(2, 2, sources=[1, 0, 5, 4]),
+        ],
         batch_size=b,
     )
     feats = torch.cat([regular, splice_maps(regular, plan, (2, 2))])
@@ -152,9 +155,7 @@ def test_dropped_cells_are_masked():
     out = consistency_predictions(feats, plan, avg_pool, clf)
     assert out.mask.tolist() == [True, False, True, True, False, False, False, False]
     base = consistency_loss(feats, plan, avg_pool, clf)
-    manual = F.binary_cross_entropy_with_logits(
-        out.cell_logits[out.mask], torch.sigmoid(out.target_logits[out.mask])
-    )
+    manual = F.binary_cross_entropy_with_logits(out.cell_logits[out.mask], torch.sigmoid(out.target_logits[out.mask]))
     torch.testing.assert_close(base, manual)
     f2 = feats.clone()
     f2[4, :, :2, 2:] += 10.0  # image 0, cell 1: dropped

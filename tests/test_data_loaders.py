@@ -48,10 +48,13 @@ COCO_IMAGES = {
     5: ("b.jpg", (24, 16)),
 }
 COCO_ANNS = [  # (image_id, category_id, iscrowd)
-    (3, 1, 0), (3, 1, 0), (3, 18, 0),  # person twice (repeated category) + dog
-    (5, 44, 1),                         # only a crowd annotation: still a positive
+    (3, 1, 0),
+    (3, 1, 0),
+    (3, 18, 0),  # person twice (repeated category) + dog
+    (5, 44, 1),  # only a crowd annotation: still a positive
     (10, 18, 0),
-    (12, 44, 0), (12, 1, 0),
+    (12, 44, 0),
+    (12, 1, 0),
 ]
 # Expected rows in image-id order (3, 5, 10, 12), columns person, dog, bottle.
 COCO_EXPECTED = {
@@ -71,12 +74,10 @@ def coco(tmp_path: Path) -> tuple[Path, Path]:
         _write_jpeg(image_dir / name, size, mode="L" if image_id == 10 else "RGB")
     data = {
         "images": [
-            {"id": i, "file_name": name, "width": size[0], "height": size[1]}
-            for i, (name, size) in COCO_IMAGES.items()
+            {"id": i, "file_name": name, "width": size[0], "height": size[1]} for i, (name, size) in COCO_IMAGES.items()
         ],
         "annotations": [
-            {"id": 100 + k, "image_id": i, "category_id": c, "iscrowd": crowd,
-             "bbox": [0, 0, 4, 4], "area": 16.0}
+            {"id": 100 + k, "image_id": i, "category_id": c, "iscrowd": crowd, "bbox": [0, 0, 4, 4], "area": 16.0}
             for k, (i, c, crowd) in enumerate(COCO_ANNS)
         ],
         "categories": COCO_CATEGORIES,
@@ -201,20 +202,21 @@ def test_coco_malformed_json_and_unknown_category(coco):
 
 # ------------------------------------------------------------------------------ VOC fixture
 def _voc_xml(objects: list[tuple[str, int | None]]) -> str:
-    parts = ["<annotation><folder>VOC2007</folder><size><width>20</width><height>16</height>"
-             "<depth>3</depth></size>"]
+    parts = ["<annotation><folder>VOC2007</folder><size><width>20</width><height>16</height><depth>3</depth></size>"]
     for name, difficult in objects:
         tag = "" if difficult is None else f"<difficult>{difficult}</difficult>"
-        parts.append(f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
-                     f"{tag}<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox>"
-                     "</object>")
+        parts.append(
+            f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
+            f"{tag}<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox>"
+            "</object>"
+        )
     parts.append("</annotation>")
     return "\n".join(parts)
 
 
 VOC_OBJECTS = {
     "000005": [("dog", 0), ("person", 0), ("dog", 0)],
-    "000002": [("car", 0), ("cat", 1)],                   # cat only as difficult -> ignored
+    "000002": [("car", 0), ("cat", 1)],  # cat only as difficult -> ignored
     "000009": [("person", 1), ("person", 0), ("bird", None)],  # difficult + normal person
 }
 VOC_SIZES = {"000005": (20, 16), "000002": (22, 16), "000009": (24, 16)}
@@ -397,8 +399,15 @@ def test_transforms_reject_bad_arguments(kwargs, match):
 
 
 def test_data_package_does_not_import_synthetic():
-    code = ("import sys, splicemix.data as d; "
-            "print(sorted(m for m in sys.modules if m.startswith('splicemix.data.') or m == 'pycocotools.coco'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    code = (
+        "import sys, splicemix.data as d; "
+        "print(sorted(m for m in sys.modules if m.startswith('splicemix.data.') or m == 'pycocotools.coco'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout.strip()
     assert out == "['splicemix.data.base', 'splicemix.data.coco', 'splicemix.data.transforms', 'splicemix.data.voc']"

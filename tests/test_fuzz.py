@@ -24,8 +24,9 @@ from study.store import flatten
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = str(REPO / "configs" / "default.yaml")
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                         HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 # =========================================================================== grid specs
@@ -61,10 +62,15 @@ NUMBERS = st.one_of(
 
 
 @FUZZ
-@given(r=NUMBERS, c=NUMBERS, d=st.one_of(st.none(), NUMBERS),
-       sep=st.sampled_from(["x", "X", "\u00d7", "*", "y", "\u0445", "by", " x ", "", "xx"]),
-       dash=st.sampled_from(["-", "\u2013", "\u2212", "--", " - ", "+"]),
-       w1=st.text(alphabet=" \t\n\u00a0\u2003", max_size=2), w2=st.text(alphabet=" \t\u00a0", max_size=2))
+@given(
+    r=NUMBERS,
+    c=NUMBERS,
+    d=st.one_of(st.none(), NUMBERS),
+    sep=st.sampled_from(["x", "X", "\u00d7", "*", "y", "\u0445", "by", " x ", "", "xx"]),
+    dash=st.sampled_from(["-", "\u2013", "\u2212", "--", " - ", "+"]),
+    w1=st.text(alphabet=" \t\n\u00a0\u2003", max_size=2),
+    w2=st.text(alphabet=" \t\u00a0", max_size=2),
+)
 def test_parse_grid_near_misses(r, c, d, sep, dash, w1, w2):
     text = f"{w1}{r}{w2}{sep}{w2}{c}" + ("" if d is None else f"{dash}{d}") + w1
     check_grid(text)
@@ -78,9 +84,16 @@ def test_parse_grid_near_misses(r, c, d, sep, dash, w1, w2):
 
 
 @FUZZ
-@given(st.one_of(st.text(max_size=12), st.lists(st.text(max_size=8), max_size=3),
-                 st.dictionaries(st.text(max_size=6), st.one_of(st.floats(), st.text(max_size=3)), max_size=3),
-                 st.integers(), st.none(), st.floats()))
+@given(
+    st.one_of(
+        st.text(max_size=12),
+        st.lists(st.text(max_size=8), max_size=3),
+        st.dictionaries(st.text(max_size=6), st.one_of(st.floats(), st.text(max_size=3)), max_size=3),
+        st.integers(),
+        st.none(),
+        st.floats(),
+    )
+)
 def test_mix_grids_setting(value):
     """The grids key of the training config: valid, or pydantic's ValidationError (which the
     config loader words as one line)."""
@@ -93,33 +106,74 @@ def test_mix_grids_setting(value):
 # =========================================================================== study files
 TRAIN_KEYS = sorted(flatten(TrainConfig().model_dump(mode="json")))
 SEARCH_KEYS = ["algorithm", "scheduler", "num_samples", "metric", "mode", "seed", "asha", "time_budget_s"]
-RESOURCE_KEYS = ["num_workers", "cpus_per_worker", "use_gpu", "backend", "max_concurrent", "max_failures",
-                 "checkpoint_every"]
+RESOURCE_KEYS = [
+    "num_workers",
+    "cpus_per_worker",
+    "use_gpu",
+    "backend",
+    "max_concurrent",
+    "max_failures",
+    "checkpoint_every",
+]
 JUNK = st.one_of(st.text(max_size=8), st.integers(-5, 5))
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(), st.text(max_size=10),
-    st.sampled_from(["2x2", "2x3-2", "0x3", "2x2-4", "default", "minimal", "grid", "tpe", "random", "asha", "fifo",
-                     "auto", "1e-3", "0x10", "coco", "voc", "synthetic", "paper", "", "~", "-1"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(),
+    st.text(max_size=10),
+    st.sampled_from(
+        [
+            "2x2",
+            "2x3-2",
+            "0x3",
+            "2x2-4",
+            "default",
+            "minimal",
+            "grid",
+            "tpe",
+            "random",
+            "asha",
+            "fifo",
+            "auto",
+            "1e-3",
+            "0x10",
+            "coco",
+            "voc",
+            "synthetic",
+            "paper",
+            "",
+            "~",
+            "-1",
+        ]
+    ),
 )
-VALUES = st.recursive(SCALARS, lambda ch: st.lists(ch, max_size=4) | st.dictionaries(st.text(max_size=5), ch,
-                                                                                        max_size=3), max_leaves=8)
-PARAM = st.one_of(st.dictionaries(st.sampled_from([*PARAM_KINDS, "gird"]), VALUES, max_size=2),
-                  st.fixed_dictionaries({"grid": st.lists(SCALARS, max_size=4)}),
-                  st.fixed_dictionaries({"uniform": st.lists(st.floats(), min_size=2, max_size=2)}),
-                  VALUES)
+VALUES = st.recursive(
+    SCALARS, lambda ch: st.lists(ch, max_size=4) | st.dictionaries(st.text(max_size=5), ch, max_size=3), max_leaves=8
+)
+PARAM = st.one_of(
+    st.dictionaries(st.sampled_from([*PARAM_KINDS, "gird"]), VALUES, max_size=2),
+    st.fixed_dictionaries({"grid": st.lists(SCALARS, max_size=4)}),
+    st.fixed_dictionaries({"uniform": st.lists(st.floats(), min_size=2, max_size=2)}),
+    VALUES,
+)
 SECTION_KEY = st.one_of(st.sampled_from(TRAIN_KEYS), JUNK)
-DOCUMENTS = st.fixed_dictionaries({}, optional={
-    "name": st.one_of(st.just("fuzz"), SCALARS),
-    "description": SCALARS,
-    "base": st.one_of(st.just(BASE), st.none(), SCALARS),
-    "fixed": st.one_of(st.dictionaries(SECTION_KEY, VALUES, max_size=4), VALUES),
-    "space": st.one_of(st.dictionaries(SECTION_KEY, PARAM, max_size=3), VALUES),
-    "seeds": st.one_of(st.lists(st.integers(-3, 5), max_size=3), VALUES),
-    "search": st.one_of(st.dictionaries(st.one_of(st.sampled_from(SEARCH_KEYS), JUNK), VALUES, max_size=3), VALUES),
-    "resources": st.one_of(st.dictionaries(st.one_of(st.sampled_from(RESOURCE_KEYS), JUNK), VALUES, max_size=3),
-                           VALUES),
-    "serch": VALUES,
-})
+DOCUMENTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.one_of(st.just("fuzz"), SCALARS),
+        "description": SCALARS,
+        "base": st.one_of(st.just(BASE), st.none(), SCALARS),
+        "fixed": st.one_of(st.dictionaries(SECTION_KEY, VALUES, max_size=4), VALUES),
+        "space": st.one_of(st.dictionaries(SECTION_KEY, PARAM, max_size=3), VALUES),
+        "seeds": st.one_of(st.lists(st.integers(-3, 5), max_size=3), VALUES),
+        "search": st.one_of(st.dictionaries(st.one_of(st.sampled_from(SEARCH_KEYS), JUNK), VALUES, max_size=3), VALUES),
+        "resources": st.one_of(
+            st.dictionaries(st.one_of(st.sampled_from(RESOURCE_KEYS), JUNK), VALUES, max_size=3), VALUES
+        ),
+        "serch": VALUES,
+    },
+)
 
 
 def check_study(path: Path) -> None:
@@ -137,8 +191,14 @@ def check_study(path: Path) -> None:
 @example(doc={"name": "fuzz", "base": BASE, "space": {"optim.lr": {"grid": [0.1]}}})
 @example(doc={"name": "fuzz", "base": "a\x00b", "space": {"optim.lr": {"grid": [0.1]}}})
 @example(doc={"name": "fuzz", "space": {}, "seeds": [0, 1]})
-@example(doc={"name": "fuzz", "base": BASE, "fixed": {"data.synthetic.n_train": 10**30},
-              "space": {"optim.lr": {"grid": [0.1]}}})
+@example(
+    doc={
+        "name": "fuzz",
+        "base": BASE,
+        "fixed": {"data.synthetic.n_train": 10**30},
+        "space": {"optim.lr": {"grid": [0.1]}},
+    }
+)
 def test_study_documents(tmp_path, doc):
     p = tmp_path / "fuzz.yaml"
     p.write_text(dump_yaml(doc), encoding="utf-8")
@@ -178,9 +238,13 @@ def check_config(path: Path) -> None:
 
 
 CONFIG_DOCUMENTS = st.one_of(
-    st.dictionaries(st.sampled_from(["data", "model", "mix", "optim", "train", "trian"]),
-                    st.dictionaries(st.one_of(st.sampled_from(sorted({k.split(".")[1] for k in TRAIN_KEYS})), JUNK),
-                                    VALUES, max_size=4), max_size=3),
+    st.dictionaries(
+        st.sampled_from(["data", "model", "mix", "optim", "train", "trian"]),
+        st.dictionaries(
+            st.one_of(st.sampled_from(sorted({k.split(".")[1] for k in TRAIN_KEYS})), JUNK), VALUES, max_size=4
+        ),
+        max_size=3,
+    ),
     VALUES,
 )
 

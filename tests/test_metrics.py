@@ -239,7 +239,11 @@ def test_property_vs_sklearn(data: tuple[list, list]) -> None:
 @pytest.mark.parametrize(
     "scores, targets, match",
     [
-        (np.zeros((3, 2)), np.zeros((3, 4)), r"shape mismatch: scores has shape \(3, 2\) but targets has shape \(3, 4\)"),
+        (
+            np.zeros((3, 2)),
+            np.zeros((3, 4)),
+            r"shape mismatch: scores has shape \(3, 2\) but targets has shape \(3, 4\)",
+        ),
         (np.zeros(5), np.zeros(5), r"scores must be 2-D \(N, K\), got shape \(5,\)"),
         (np.zeros((3, 2)), np.zeros((3, 2, 1)), r"targets must be 2-D \(N, K\), got shape \(3, 2, 1\)"),
         (np.zeros((0, 3)), np.zeros((0, 3)), r"no samples: scores has shape \(0, 3\)"),

@@ -25,8 +25,10 @@ def reference_cell(images, src, rows, cols):
 
 
 # --- grid strings ---------------------------------------------------------------------------
-@pytest.mark.parametrize("text,expected", [("2x2", (2, 2, 0)), ("2x3-2", (2, 3, 2)), (" 1X2 ", (1, 2, 0)),
-                                           ("4x1", (4, 1, 0)), ("3x3-8", (3, 3, 8))])
+@pytest.mark.parametrize(
+    "text,expected",
+    [("2x2", (2, 2, 0)), ("2x3-2", (2, 3, 2)), (" 1X2 ", (1, 2, 0)), ("4x1", (4, 1, 0)), ("3x3-8", (3, 3, 8))],
+)
 def test_parse_grid(text, expected):
     spec = parse_grid(text)
     assert (spec.rows, spec.cols, spec.drop) == expected
@@ -74,8 +76,17 @@ def test_cells_equal_interpolated_sources(rows, cols):
 def test_dropped_cells_are_zero_and_carry_no_labels():
     images, targets = batch(B=8, H=24, W=24, K=8)
     targets = torch.eye(8)  # image i has only class i: labels identify sources
-    plan = SplicePlan([SpliceGroup(2, 2, torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]]),
-                                   torch.tensor([[False, True, False, True], [True, True, True, False]]))], 8)
+    plan = SplicePlan(
+        [
+            SpliceGroup(
+                2,
+                2,
+                torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]]),
+                torch.tensor([[False, True, False, True], [True, True, True, False]]),
+            )
+        ],
+        8,
+    )
     out, tout = apply_plan(images, targets, plan)
     assert torch.equal(tout[8], torch.tensor([1, 0, 1, 0, 0, 0, 0, 0.0]))
     assert torch.equal(tout[9], torch.tensor([0, 0, 0, 0, 0, 0, 0, 1.0]))
@@ -87,8 +98,9 @@ def test_dropped_cells_are_zero_and_carry_no_labels():
 
 def test_random_drops_follow_drop_prob_and_range():
     images, targets = batch(B=12)
-    mixer = SpliceMix("2x3", drop_prob=1.0, asymmetric=False, mixed_ratio=1.0,
-                      generator=torch.Generator().manual_seed(1))
+    mixer = SpliceMix(
+        "2x3", drop_prob=1.0, asymmetric=False, mixed_ratio=1.0, generator=torch.Generator().manual_seed(1)
+    )
     seen = set()
     for _ in range(60):
         _, tout, plan = mixer(images, targets)
@@ -141,9 +153,19 @@ def test_transposed_cells_match_sources():
     torch.testing.assert_close(out[8, :, 12:, :], reference_cell(images, 2, 2, 1), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("grid,ratio,B,expected", [
-    ("2x2", 0.25, 32, 8), ("2x2", 0.5, 32, 16), ("2x2", 0.1, 32, 3), ("2x2", "paper", 32, 8),
-    ("2x3-2", "paper", 32, 8), ("1x2", "paper", 31, 15), ("3x3", "paper", 32, 3), ("2x2", 0.0, 32, 0)])
+@pytest.mark.parametrize(
+    "grid,ratio,B,expected",
+    [
+        ("2x2", 0.25, 32, 8),
+        ("2x2", 0.5, 32, 16),
+        ("2x2", 0.1, 32, 3),
+        ("2x2", "paper", 32, 8),
+        ("2x3-2", "paper", 32, 8),
+        ("1x2", "paper", 31, 15),
+        ("3x3", "paper", 32, 3),
+        ("2x2", 0.0, 32, 0),
+    ],
+)
 def test_number_of_mixed_images(grid, ratio, B, expected):
     images, targets = batch(B=B)
     out, tout, plan = SpliceMix(grid, mixed_ratio=ratio, generator=torch.Generator().manual_seed(0))(images, targets)
@@ -152,8 +174,13 @@ def test_number_of_mixed_images(grid, ratio, B, expected):
 
 def test_split_sampling_and_counts():
     images, targets = batch(B=24)
-    mixer = SpliceMix({"1x2": 1, "2x2": 2, "2x3-2": 1}, grid_sampling="split", mixed_ratio=0.5,
-                      asymmetric=False, generator=torch.Generator().manual_seed(0))
+    mixer = SpliceMix(
+        {"1x2": 1, "2x2": 2, "2x3-2": 1},
+        grid_sampling="split",
+        mixed_ratio=0.5,
+        asymmetric=False,
+        generator=torch.Generator().manual_seed(0),
+    )
     plan = mixer.sample_plan(24)
     assert [(g.rows, g.cols, g.n) for g in plan.groups] == [(1, 2, 3), (2, 2, 6), (2, 3, 3)]
     assert all(int(d.sum()) == 2 * 3 for d in [plan.groups[2].dropped])
@@ -201,11 +228,13 @@ def test_generator_reproducibility():
     for seed in (7, 7, 8):
         mixer = SpliceMix("default", generator=torch.Generator().manual_seed(seed))
         runs.append([mixer(images, targets) for _ in range(5)])
-    for (o1, t1, p1), (o2, t2, p2) in zip(runs[0], runs[1]):
+    for (o1, t1, p1), (o2, t2, p2) in zip(runs[0], runs[1], strict=False):
         assert torch.equal(o1, o2) and torch.equal(t1, t2)
-        assert all(torch.equal(a.sources, b.sources) and torch.equal(a.dropped, b.dropped)
-                   for a, b in zip(p1.groups, p2.groups))
-    assert any(not torch.equal(a[0], b[0]) for a, b in zip(runs[0], runs[2]))
+        assert all(
+            torch.equal(a.sources, b.sources) and torch.equal(a.dropped, b.dropped)
+            for a, b in zip(p1.groups, p2.groups, strict=False)
+        )
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(runs[0], runs[2], strict=False))
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
@@ -284,12 +313,18 @@ def test_user_built_plan_validation():
         apply_plan(images, targets, SplicePlan([], batch_size=8))
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda: (torch.randn(3, 24, 24), torch.zeros(3, 5)), r"images must be 4-D \(B, C, H, W\), got shape \(3, 24, 24\)"),
-    (lambda: (torch.randn(8, 3, 24, 24), torch.zeros(7, 5)), "images has 8 images but targets has 7 rows"),
-    (lambda: (torch.randn(8, 3, 24, 24), torch.zeros(8)), r"targets must be 2-D multi-hot \(B, K\)"),
-    (lambda: (torch.zeros(8, 3, 24, 24, dtype=torch.uint8), torch.zeros(8, 5)), "floating-point"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (
+            lambda: (torch.randn(3, 24, 24), torch.zeros(3, 5)),
+            r"images must be 4-D \(B, C, H, W\), got shape \(3, 24, 24\)",
+        ),
+        (lambda: (torch.randn(8, 3, 24, 24), torch.zeros(7, 5)), "images has 8 images but targets has 7 rows"),
+        (lambda: (torch.randn(8, 3, 24, 24), torch.zeros(8)), r"targets must be 2-D multi-hot \(B, K\)"),
+        (lambda: (torch.zeros(8, 3, 24, 24, dtype=torch.uint8), torch.zeros(8, 5)), "floating-point"),
+    ],
+)
 def test_bad_batches(make, match):
     images, targets = make()
     with pytest.raises(ValueError, match=match):
@@ -308,13 +343,16 @@ def test_grid_larger_than_image():
         SpliceMix("4x4", mixed_ratio=0.1)(images, targets)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(mixed_ratio=-0.1), "mixed_ratio must be a number >= 0 or 'paper'"),
-    (dict(mixed_ratio="half"), "mixed_ratio must be a number >= 0 or 'paper'"),
-    (dict(drop_prob=1.5), r"drop_prob must be in \[0, 1\]"),
-    (dict(prob=-1), r"prob must be in \[0, 1\]"),
-    (dict(grid_sampling="each"), "grid_sampling must be 'batch' or 'split'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(mixed_ratio=-0.1), "mixed_ratio must be a number >= 0 or 'paper'"),
+        (dict(mixed_ratio="half"), "mixed_ratio must be a number >= 0 or 'paper'"),
+        (dict(drop_prob=1.5), r"drop_prob must be in \[0, 1\]"),
+        (dict(prob=-1), r"prob must be in \[0, 1\]"),
+        (dict(grid_sampling="each"), "grid_sampling must be 'batch' or 'split'"),
+    ],
+)
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SpliceMix("2x2", **kwargs)
@@ -327,10 +365,17 @@ def test_bad_grid_weights():
         SpliceMix([])
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(grids="default"), dict(grids="2x3-2", mixed_ratio="paper"), dict(grids="2x2", mixed_ratio="paper", drop_prob=1.0),
-    dict(grids={"1x2": 1, "2x2": 1}, grid_sampling="split", mixed_ratio="paper", drop_prob=0.5, max_drop=1),
-    dict(grids=["1x2", "2x3-2"], counts=[3, 2]), dict(grids="2x2", mixed_ratio=0.6)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(grids="default"),
+        dict(grids="2x3-2", mixed_ratio="paper"),
+        dict(grids="2x2", mixed_ratio="paper", drop_prob=1.0),
+        dict(grids={"1x2": 1, "2x2": 1}, grid_sampling="split", mixed_ratio="paper", drop_prob=0.5, max_drop=1),
+        dict(grids=["1x2", "2x3-2"], counts=[3, 2]),
+        dict(grids="2x2", mixed_ratio=0.6),
+    ],
+)
 def test_max_mixed_bounds_every_plan(kwargs):
     """max_mixed(B) sizes preallocated buffers: no plan may exceed it, and some plan reaches it."""
     mixer = SpliceMix(generator=torch.Generator().manual_seed(0), **kwargs)

@@ -26,13 +26,28 @@ ROOTS = ("splicemix", "study", "benchmarks", "analysis")
 
 BUILTINS = {"eval", "exec", "compile", "__import__"}
 CALLS = {
-    ("pickle", "load"), ("pickle", "loads"), ("pickle", "Unpickler"),
-    ("cloudpickle", "load"), ("cloudpickle", "loads"), ("dill", "load"), ("dill", "loads"),
-    ("marshal", "load"), ("marshal", "loads"), ("shelve", "open"),
-    ("yaml", "load"), ("yaml", "load_all"), ("yaml", "unsafe_load"), ("yaml", "unsafe_load_all"),
-    ("yaml", "full_load"), ("yaml", "full_load_all"),
-    ("os", "system"), ("os", "popen"),
-    ("builtins", "eval"), ("builtins", "exec"), ("builtins", "compile"), ("builtins", "__import__"),
+    ("pickle", "load"),
+    ("pickle", "loads"),
+    ("pickle", "Unpickler"),
+    ("cloudpickle", "load"),
+    ("cloudpickle", "loads"),
+    ("dill", "load"),
+    ("dill", "loads"),
+    ("marshal", "load"),
+    ("marshal", "loads"),
+    ("shelve", "open"),
+    ("yaml", "load"),
+    ("yaml", "load_all"),
+    ("yaml", "unsafe_load"),
+    ("yaml", "unsafe_load_all"),
+    ("yaml", "full_load"),
+    ("yaml", "full_load_all"),
+    ("os", "system"),
+    ("os", "popen"),
+    ("builtins", "eval"),
+    ("builtins", "exec"),
+    ("builtins", "compile"),
+    ("builtins", "__import__"),
 }
 REFERENCES = {("yaml", n) for n in ("Loader", "UnsafeLoader", "FullLoader", "CLoader", "CUnsafeLoader", "CFullLoader")}
 SUBPROCESS = {"run", "call", "check_call", "check_output", "Popen", "getoutput", "getstatusoutput"}
@@ -99,8 +114,14 @@ def findings(source: str, name: str = "<src>") -> list[str]:
 def test_the_roots_are_searched():
     files = python_files()
     rel = {str(p.relative_to(REPO)) for p in files}
-    assert {"splicemix/config/loading.py", "splicemix/config/schema.py", "splicemix/config/paths.py",
-            "study/schema.py", "study/run.py", "splicemix/train.py"} <= rel
+    assert {
+        "splicemix/config/loading.py",
+        "splicemix/config/schema.py",
+        "splicemix/config/paths.py",
+        "study/schema.py",
+        "study/run.py",
+        "splicemix/train.py",
+    } <= rel
     assert any(r.startswith("benchmarks/") for r in rel)
 
 
@@ -109,34 +130,40 @@ def test_no_eval_exec_unsafe_yaml_pickle_or_shell(path):
     assert findings(path.read_text(encoding="utf-8"), str(path.relative_to(REPO))) == []
 
 
-@pytest.mark.parametrize("snippet", [
-    "eval('1+1')",
-    "exec('x = 1')",
-    "compile('1', 'f', 'eval')",
-    "__import__('os')",
-    "import builtins\nbuiltins.eval('1')",
-    "import pickle\npickle.loads(b'')",
-    "from pickle import loads as l\nl(b'')",
-    "import yaml\nyaml.load('a: 1', Loader=yaml.SafeLoader)",
-    "import yaml as y\ny.unsafe_load('a')",
-    "import yaml\nyaml.full_load('a')",
-    "import yaml\nx = yaml.Loader",
-    "from yaml import FullLoader",
-    "import os\nos.system('ls')",
-    "import subprocess\nsubprocess.run('ls', shell=True)",
-    "import subprocess as sp\nsp.Popen('ls', shell=flag)",
-    "from subprocess import check_output\ncheck_output('ls', shell=True)",
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "eval('1+1')",
+        "exec('x = 1')",
+        "compile('1', 'f', 'eval')",
+        "__import__('os')",
+        "import builtins\nbuiltins.eval('1')",
+        "import pickle\npickle.loads(b'')",
+        "from pickle import loads as l\nl(b'')",
+        "import yaml\nyaml.load('a: 1', Loader=yaml.SafeLoader)",
+        "import yaml as y\ny.unsafe_load('a')",
+        "import yaml\nyaml.full_load('a')",
+        "import yaml\nx = yaml.Loader",
+        "from yaml import FullLoader",
+        "import os\nos.system('ls')",
+        "import subprocess\nsubprocess.run('ls', shell=True)",
+        "import subprocess as sp\nsp.Popen('ls', shell=flag)",
+        "from subprocess import check_output\ncheck_output('ls', shell=True)",
+    ],
+)
 def test_the_checker_catches(snippet):
     assert findings(snippet), snippet
 
 
-@pytest.mark.parametrize("snippet", [
-    "net.eval()",  # a torch module's eval mode
-    "import yaml\nyaml.safe_load('a: 1')\nyaml.safe_dump({})",
-    "import subprocess\nsubprocess.run(['git', 'status'], shell=False)",
-    "import re\nre.compile('x')",
-    "import torch\nm = torch.compile(f)",
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "net.eval()",  # a torch module's eval mode
+        "import yaml\nyaml.safe_load('a: 1')\nyaml.safe_dump({})",
+        "import subprocess\nsubprocess.run(['git', 'status'], shell=False)",
+        "import re\nre.compile('x')",
+        "import torch\nm = torch.compile(f)",
+    ],
+)
 def test_the_checker_allows(snippet):
     assert findings(snippet) == [], snippet

@@ -23,8 +23,12 @@ def _plans(seed: int, grids="default", n: int = 20, batch: int = 32) -> list[lis
     out = []
     for _ in range(n):
         plan = mixer.sample_plan(batch)
-        out.append([(g.rows, g.cols, g.sources.tolist(), None if g.dropped is None else g.dropped.tolist())
-                    for g in plan.groups])
+        out.append(
+            [
+                (g.rows, g.cols, g.sources.tolist(), None if g.dropped is None else g.dropped.tolist())
+                for g in plan.groups
+            ]
+        )
     return out
 
 
@@ -49,12 +53,25 @@ def tiny_root(tmp_path_factory) -> Path:
 
 
 def _train(root: Path, out: Path, seed: int, method: str = "splicemix") -> dict:
-    cfg = load_config(None, [
-        f"data.root={root}", *(f"data.synthetic.{k}={v}" for k, v in TINY.items()),
-        "data.image_size=32", "data.eval_sizes=[16]", "data.workers=0", "model.name=smallcnn",
-        "train.batch_size=16", "train.epochs=2", "train.progress=false", "train.cpu_threads=1",
-        "train.device=cpu", f"train.seed={seed}", f"mix.method={method}", f"train.out_dir={out}",
-    ])
+    cfg = load_config(
+        None,
+        [
+            f"data.root={root}",
+            *(f"data.synthetic.{k}={v}" for k, v in TINY.items()),
+            "data.image_size=32",
+            "data.eval_sizes=[16]",
+            "data.workers=0",
+            "model.name=smallcnn",
+            "train.batch_size=16",
+            "train.epochs=2",
+            "train.progress=false",
+            "train.cpu_threads=1",
+            "train.device=cpu",
+            f"train.seed={seed}",
+            f"mix.method={method}",
+            f"train.out_dir={out}",
+        ],
+    )
     return {k: v for k, v in train(cfg).items() if k not in TIMING}
 
 

@@ -103,8 +103,10 @@ def test_grid_algorithm_rejects_continuous(tmp_path):
 
 
 def test_seeds_with_asha_under_tpe_rejected(tmp_path):
-    msg = _err(tmp_path, "name: x\nseeds: [0, 1]\nsearch: {algorithm: tpe, scheduler: asha}\n"
-                         "space: {optim.lr: {uniform: [0.1, 0.2]}}\n")
+    msg = _err(
+        tmp_path,
+        "name: x\nseeds: [0, 1]\nsearch: {algorithm: tpe, scheduler: asha}\nspace: {optim.lr: {uniform: [0.1, 0.2]}}\n",
+    )
     assert "fifo" in msg
 
 
@@ -137,8 +139,9 @@ def test_missing_base_file(tmp_path):
 
 def test_overrides(tmp_path):
     p = _write(tmp_path, BASE + "name: x\nspace: {optim.lr: {grid: [0.1, 0.2]}, mix.prob: {grid: [0.5, 1.0]}}\n")
-    spec, _, _ = load_study(p, ["search.num_samples=3", "train.epochs=2", "optim.lr=0.5",
-                                "space.mix.mixed_ratio={grid: [0.5, 1.0]}"])
+    spec, _, _ = load_study(
+        p, ["search.num_samples=3", "train.epochs=2", "optim.lr=0.5", "space.mix.mixed_ratio={grid: [0.5, 1.0]}"]
+    )
     assert spec.search.num_samples == 3
     assert spec.fixed == {"train.epochs": 2, "optim.lr": 0.5}
     assert set(spec.space) == {"mix.prob", "mix.mixed_ratio"}  # a fixed key is no longer searched
@@ -157,16 +160,20 @@ def test_missing_study_file():
 
 # --------------------------------------------------------------------------- space
 def test_param_space_and_decode_roundtrip(tmp_path):
-    p = _write(tmp_path, BASE + "name: x\nseeds: [3, 4]\nsearch: {algorithm: tpe, scheduler: fifo}\n"
-               "space:\n  mix.grids: {choice: [default, ['1x2', '2x2']]}\n  optim.lr: {loguniform: [0.001, 0.01]}\n"
-               "  train.batch_size: {randint: [16, 32]}\n")
+    p = _write(
+        tmp_path,
+        BASE + "name: x\nseeds: [3, 4]\nsearch: {algorithm: tpe, scheduler: fifo}\n"
+        "space:\n  mix.grids: {choice: [default, ['1x2', '2x2']]}\n  optim.lr: {loguniform: [0.001, 0.01]}\n"
+        "  train.batch_size: {randint: [16, 32]}\n",
+    )
     spec, _, _ = load_study(p)
     space = param_space(spec)
     assert set(space) == {"mix.grids", "optim.lr", "train.batch_size"}
     cats = space["mix.grids"].categories
     assert all(isinstance(c, str) for c in cats)  # Optuna holds only primitives
-    params, seed = decode_params(spec, {"mix.grids": cats[1], "optim.lr": 0.002, "train.batch_size": 20.0,
-                                        "__trial_index__": 1})
+    params, seed = decode_params(
+        spec, {"mix.grids": cats[1], "optim.lr": 0.002, "train.batch_size": 20.0, "__trial_index__": 1}
+    )
     assert params == {"mix.grids": ["1x2", "2x2"], "optim.lr": 0.002, "train.batch_size": 20}
     assert seed == 4
     from ray.tune.search import Repeater
@@ -175,8 +182,10 @@ def test_param_space_and_decode_roundtrip(tmp_path):
 
 
 def test_grid_space_adds_seed_dimension(tmp_path):
-    p = _write(tmp_path, BASE + "name: x\nseeds: [0, 1, 2]\nsearch: {algorithm: grid}\n"
-                                "space: {mix.mixed_ratio: {grid: [0.25, 0.5]}}\n")
+    p = _write(
+        tmp_path,
+        BASE + "name: x\nseeds: [0, 1, 2]\nsearch: {algorithm: grid}\nspace: {mix.mixed_ratio: {grid: [0.25, 0.5]}}\n",
+    )
     spec, _, _ = load_study(p)
     space = param_space(spec)
     assert space["train.seed"] == {"grid_search": [0, 1, 2]}
@@ -203,11 +212,24 @@ def _store(tmp_path) -> ResultStore:
 def test_store_roundtrip(tmp_path):
     s = _store(tmp_path)
     for ep, m in enumerate([10.0, 30.0, 20.0], start=1):
-        s.add_epoch("t1", 0, {"optim.lr": 0.1}, {"epoch": ep, "mAP": m, "train_loss": 1.0 / ep, "pid": 1,
-                                                   "reported_at": 100.0 + ep, "trial_started_at": 90.0,
-                                                   "epoch_time_s": 4.0, "time_total_s": 12.0 + ep})
-    row = s.set_trial("t1", "completed", "", 0, flatten({"optim": {"lr": 0.1}, "mix": {"grids": ["2x2"]}}), 5,
-                      {"time_total_s": 15.0})
+        s.add_epoch(
+            "t1",
+            0,
+            {"optim.lr": 0.1},
+            {
+                "epoch": ep,
+                "mAP": m,
+                "train_loss": 1.0 / ep,
+                "pid": 1,
+                "reported_at": 100.0 + ep,
+                "trial_started_at": 90.0,
+                "epoch_time_s": 4.0,
+                "time_total_s": 12.0 + ep,
+            },
+        )
+    row = s.set_trial(
+        "t1", "completed", "", 0, flatten({"optim": {"lr": 0.1}, "mix": {"grids": ["2x2"]}}), 5, {"time_total_s": 15.0}
+    )
     assert row["status"] == "stopped" and row["epochs_run"] == 3  # 3 of 5 epochs: the scheduler stopped it
     assert row["best_mAP"] == 30.0 and row["best_epoch"] == 2 and row["final_mAP"] == 20.0
     assert row["setup_s"] == pytest.approx(101.0 - 4.0 - 90.0)
@@ -242,8 +264,9 @@ def test_store_write_is_atomic(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- CLI
 def _cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "study.run", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "study.run", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_help():
@@ -272,10 +295,13 @@ def test_trial_config_takes_relative_paths_from_the_study_directory(tmp_path):
     still mean the directory the study was started from."""
     from study.trial import trial_config
 
-    p = _write(tmp_path, BASE + "name: x\nfixed:\n  data.dataset: coco\n  data.coco.train_images: coco/train\n"
-               "  data.coco.train_annotations: /abs/train.json\n  data.coco.val_images: coco/val\n"
-               "  data.coco.val_annotations: coco/val.json\n"
-               "space: {model.pretrained: {grid: [w/r18.pth, null]}}\nsearch: {algorithm: grid}\n")
+    p = _write(
+        tmp_path,
+        BASE + "name: x\nfixed:\n  data.dataset: coco\n  data.coco.train_images: coco/train\n"
+        "  data.coco.train_annotations: /abs/train.json\n  data.coco.val_images: coco/val\n"
+        "  data.coco.val_annotations: coco/val.json\n"
+        "space: {model.pretrained: {grid: [w/r18.pth, null]}}\nsearch: {algorithm: grid}\n",
+    )
     spec, base, _ = load_study(p)
     cfg = trial_config(spec, base, {"model.pretrained": "w/r18.pth"}, str(tmp_path / "cache"), "out", "/work/dir")
     assert cfg.data.coco.train_images == "/work/dir/coco/train"

@@ -133,8 +133,7 @@ def test_partner_alone_mask():
 
 
 def test_imbalance_monotone_frequencies(tmp_path):
-    cfg = SyntheticConfig(n_train=10, n_val=1500, image_size=16, num_classes=6, imbalance=2.0,
-                          num_cooc_pairs=0)
+    cfg = SyntheticConfig(n_train=10, n_val=1500, image_size=16, num_classes=6, imbalance=2.0, num_cooc_pairs=0)
     p = class_probabilities(cfg)
     assert np.all(np.diff(p) < 0) and p.max() <= 0.9 + 1e-9
     assert p.sum() == pytest.approx(cfg.mean_objects, rel=1e-6)
@@ -172,24 +171,27 @@ def test_ensure_synthetic_skips_and_regenerates(tmp_path):
     assert meta.exists()
 
 
-@pytest.mark.parametrize("knobs, name", [
-    (dict(num_classes=21), "num_classes"),
-    (dict(num_classes=1), "num_classes"),
-    (dict(cooc_strength=1.5), "cooc_strength"),
-    (dict(cooc_strength=-0.1), "cooc_strength"),
-    (dict(n_train=0), "n_train"),
-    (dict(n_val=-1), "n_val"),
-    (dict(image_size=8), "image_size"),
-    (dict(imbalance=-1.0), "imbalance"),
-    (dict(num_cooc_pairs=6), "num_cooc_pairs"),
-    (dict(scale=(0.5, 0.2)), "scale"),
-    (dict(objects=(0, 3)), "objects"),
-    (dict(mean_objects=20.0), "mean_objects"),
-    (dict(max_overlap=2.0), "max_overlap"),
-    (dict(clutter=1.5), "clutter"),
-    (dict(rotation=270.0), "rotation"),
-    (dict(seed=-1), "seed"),
-])
+@pytest.mark.parametrize(
+    "knobs, name",
+    [
+        (dict(num_classes=21), "num_classes"),
+        (dict(num_classes=1), "num_classes"),
+        (dict(cooc_strength=1.5), "cooc_strength"),
+        (dict(cooc_strength=-0.1), "cooc_strength"),
+        (dict(n_train=0), "n_train"),
+        (dict(n_val=-1), "n_val"),
+        (dict(image_size=8), "image_size"),
+        (dict(imbalance=-1.0), "imbalance"),
+        (dict(num_cooc_pairs=6), "num_cooc_pairs"),
+        (dict(scale=(0.5, 0.2)), "scale"),
+        (dict(objects=(0, 3)), "objects"),
+        (dict(mean_objects=20.0), "mean_objects"),
+        (dict(max_overlap=2.0), "max_overlap"),
+        (dict(clutter=1.5), "clutter"),
+        (dict(rotation=270.0), "rotation"),
+        (dict(seed=-1), "seed"),
+    ],
+)
 def test_bad_knobs_raise(knobs, name):
     with pytest.raises(ValueError, match=name):
         SyntheticConfig(**knobs)
@@ -197,14 +199,34 @@ def test_bad_knobs_raise(knobs, name):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "splicemix.data.synthetic", *args], cwd=REPO,
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "splicemix.data.synthetic", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_cli_generates_and_rejects_bad_knobs(tmp_path, capsys):
     out = tmp_path / "cli"
-    args = ["--out", str(out), "--n-train", "8", "--n-val", "4", "--image-size", "16",
-            "--num-classes", "6", "--scale", "0.2,0.4", "--seed", "5"]
+    args = [
+        "--out",
+        str(out),
+        "--n-train",
+        "8",
+        "--n-val",
+        "4",
+        "--image-size",
+        "16",
+        "--num-classes",
+        "6",
+        "--scale",
+        "0.2,0.4",
+        "--seed",
+        "5",
+    ]
     r = _cli(*args)  # the real entry point, in a subprocess
     assert r.returncode == 0, r.stderr
     assert "written" in r.stdout and "train 8" in r.stdout and "val 4" in r.stdout

@@ -21,9 +21,18 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = dict(n_train=64, n_val=32, image_size=32, seed=0)
 F1_KEYS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
 EXPECTED_KEYS = {
-    "epoch", "method", "train_loss", "lr", "mAP", "images_per_s", "regular_images_per_s",
-    "train_time_s", "eval_time_s", "epoch_time_s",
-    *F1_KEYS, *(k + "_top3" for k in F1_KEYS),
+    "epoch",
+    "method",
+    "train_loss",
+    "lr",
+    "mAP",
+    "images_per_s",
+    "regular_images_per_s",
+    "train_time_s",
+    "eval_time_s",
+    "epoch_time_s",
+    *F1_KEYS,
+    *(k + "_top3" for k in F1_KEYS),
 }
 
 
@@ -162,8 +171,16 @@ def test_missing_label_ratio_hides_training_labels_only(tiny_root, tmp_path):
 def test_lr_schedule_warmup_step_cosine():
     from splicemix.engine.optim import lr_lambda
 
-    cfg = load_config(None, ["train.epochs=4", "optim.warmup_epochs=1", "optim.schedule=step",
-                             "optim.milestones=[2, 3]", "optim.gamma=0.1"])
+    cfg = load_config(
+        None,
+        [
+            "train.epochs=4",
+            "optim.warmup_epochs=1",
+            "optim.schedule=step",
+            "optim.milestones=[2, 3]",
+            "optim.gamma=0.1",
+        ],
+    )
     f = lr_lambda(cfg, iters_per_epoch=10)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)  # linear warm-up per iteration
     assert f(10) == 1.0 and f(19) == 1.0 and f(20) == pytest.approx(0.1) and f(30) == pytest.approx(0.01)
@@ -178,15 +195,21 @@ def test_diverged_loss_raises_a_typed_floating_point_error():
     from splicemix.engine.loop import EpochStats
     from splicemix.train import TrainingDiverged
 
-    stats = EpochStats(loss_sum=float("nan"), cl_sum=0.0, batches=4.0, images=64.0, regular=64.0, lr=0.1,
-                       train_time_s=1.0)
+    stats = EpochStats(
+        loss_sum=float("nan"), cl_sum=0.0, batches=4.0, images=64.0, regular=64.0, lr=0.1, train_time_s=1.0
+    )
     with pytest.raises(TrainingDiverged) as e:
         stats.metrics(3, "baseline")
     assert isinstance(e.value, FloatingPointError)
     assert str(e.value) == "training diverged: the loss of epoch 3 is nan; lower optim.lr or enable optim.grad_clip"
     ok = EpochStats(8.0, 2.0, 4.0, 80.0, 64.0, 0.1, 2.0)
-    assert ok.metrics(1, "splicemix_cl") == {"epoch": 1, "method": "splicemix_cl", "train_loss": 2.0,
-                                             "cl_loss": 0.5, "lr": 0.1}
+    assert ok.metrics(1, "splicemix_cl") == {
+        "epoch": 1,
+        "method": "splicemix_cl",
+        "train_loss": 2.0,
+        "cl_loss": 0.5,
+        "lr": 0.1,
+    }
     assert ok.timing(0.5, 3.0)["regular_images_per_s"] == 32.0
 
 
@@ -212,8 +235,20 @@ def test_train_state_round_trip_and_mismatch(tmp_path):
     run = RunDir(tmp_path)
     a.save(run, cfg, ctx.world)
     ckpt = run.load_checkpoint()
-    assert list(ckpt) == ["epoch", "model", "optimizer", "scheduler", "scaler", "mixer_generator", "rng",
-                          "best_mAP", "best_epoch", "last_metrics", "config", "world_size"]
+    assert list(ckpt) == [
+        "epoch",
+        "model",
+        "optimizer",
+        "scheduler",
+        "scaler",
+        "mixer_generator",
+        "rng",
+        "best_mAP",
+        "best_epoch",
+        "last_metrics",
+        "config",
+        "world_size",
+    ]
     b = state(5)
     b.resume(run, cfg, log=lambda msg: None)
     assert (b.epoch, b.best_map, b.best_epoch, b.last_metrics) == (2, 40.0, 1, {"epoch": 2, "mAP": 30.0})
@@ -225,8 +260,14 @@ def test_train_state_round_trip_and_mismatch(tmp_path):
 # --------------------------------------------------------------------------- CLI
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "splicemix.train", *args], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "splicemix.train", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_cli_help():
@@ -257,8 +298,18 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path):
 
 
 def test_cli_print_config_applies_shortcuts(tmp_path):
-    r = run_cli("--print-config", "--epochs", "7", "--method", "baseline", "--out", str(tmp_path / "x y"),
-                "--no-progress", "--set", "optim.lr=0.5")
+    r = run_cli(
+        "--print-config",
+        "--epochs",
+        "7",
+        "--method",
+        "baseline",
+        "--out",
+        str(tmp_path / "x y"),
+        "--no-progress",
+        "--set",
+        "optim.lr=0.5",
+    )
     assert r.returncode == 0, r.stderr
     import yaml
 
@@ -309,9 +360,21 @@ def test_ddp_two_cpu_processes(tiny_root, tmp_path):
     overrides = tiny_overrides(tiny_root, out, "mix.method=splicemix_cl", "train.batch_size=8", "data.eval_sizes=[16]")
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-         json.dumps(overrides), str(tmp_path)],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            json.dumps(overrides),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=240,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
@@ -330,14 +393,31 @@ def test_ddp_two_cpu_processes(tiny_root, tmp_path):
 @pytest.mark.slow
 def test_learns_well_above_chance(tmp_path_factory):
     """baseline and SpliceMix both beat the chance level (mean class frequency) by a wide margin."""
-    knobs = dict(n_train=2048, n_val=256, image_size=32, num_classes=3, mean_objects=1.0, objects=[1, 1],
-                 scale=[0.5, 0.9], cooc_strength=0.0, seed=1)
+    knobs = dict(
+        n_train=2048,
+        n_val=256,
+        image_size=32,
+        num_classes=3,
+        mean_objects=1.0,
+        objects=[1, 1],
+        scale=[0.5, 0.9],
+        cooc_strength=0.0,
+        seed=1,
+    )
     root = ensure_synthetic(tmp_path_factory.mktemp("synthetic_learn"), SyntheticConfig(**knobs))
     meta = json.loads((root / "synthetic.json").read_text())
     chance = 100.0 * float(np.mean(meta["class_frequency"]["val"]))
-    base = [f"data.root={root}", *(f"data.synthetic.{k}={json.dumps(v)}" for k, v in knobs.items()),
-            "data.image_size=32", "data.workers=0", "train.batch_size=32", "train.epochs=6",
-            "optim.lr=0.003", "train.progress=false", "train.cpu_threads=1"]
+    base = [
+        f"data.root={root}",
+        *(f"data.synthetic.{k}={json.dumps(v)}" for k, v in knobs.items()),
+        "data.image_size=32",
+        "data.workers=0",
+        "train.batch_size=32",
+        "train.epochs=6",
+        "optim.lr=0.003",
+        "train.progress=false",
+        "train.cpu_threads=1",
+    ]
     for method in ("baseline", "splicemix"):
         out = tmp_path_factory.mktemp(f"learn_{method}")
         result = train(load_config(None, base + [f"mix.method={method}", f"train.out_dir={out}"]))

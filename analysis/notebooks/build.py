@@ -18,7 +18,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
-SETUP = '''import sys
+SETUP = """import sys
 from pathlib import Path
 
 ROOT = Path.cwd().resolve()  # walk up to the repository root (the folder holding pyproject.toml)
@@ -50,7 +50,7 @@ if present:
         print(f"{{s}}: {{len(g)}} trials, {{status_counts(g)}}")
 else:
     trials = history = None
-    print("No results to analyse yet: the cells below will say so and draw nothing.")'''
+    print("No results to analyse yet: the cells below will say so and draw nothing.")"""
 
 SHOW = '''def show(answer):
     """Print an answer: verdict, details, conditions, what would change it."""
@@ -70,49 +70,65 @@ SHOW = '''def show(answer):
 for a in (answer if isinstance(answer, list) else [answer]):
     show(a)'''
 
-TABLES = '''tabs = {tables_expr}
+TABLES = """tabs = {tables_expr}
 if not tabs:
     print("No tables: the loaded results cannot answer this question.")
 for name, t in tabs.items():
     display(Markdown(f"**{{name}}**"))
-    display(t)'''
+    display(t)"""
 
-FIGURE = '''if {cond}:
+FIGURE = """if {cond}:
     fig = plots.{fn}({arg})
 else:
-    print("No figure: the loaded results cannot answer this question.")'''
+    print("No figure: the loaded results cannot answer this question.")"""
 
-CURVES = '''if history is not None and len(history):
+CURVES = """if history is not None and len(history):
     fig = plots.fig_learning_curves(history)
 else:
-    print("No learning curves: no history loaded.")'''
+    print("No learning curves: no history loaded.")"""
 
 
-def _nb(title: str, intro: str, studies: list[str], compute: str, tables_expr: str, figures: list[tuple[str, str, str]],
-        reading: str) -> nbformat.NotebookNode:
+def _nb(
+    title: str,
+    intro: str,
+    studies: list[str],
+    compute: str,
+    tables_expr: str,
+    figures: list[tuple[str, str, str]],
+    reading: str,
+) -> nbformat.NotebookNode:
     cells = [
-        new_markdown_cell(f"# {title}\n\n{intro}\n\n"
-                          "Results are read from the committed study directories under `analysis/results/` "
-                          f"({', '.join(f'`{s}/`' for s in studies)}); re-run every notebook with "
-                          "`python -m analysis.notebooks.execute` (or `--check` to test them without writing). "
-                          "mAP is in percent, differences in mAP points; intervals are 95% t intervals over seeds "
-                          "(seed-paired for differences), the best level uses a bootstrap over seeds."),
-        new_markdown_cell("## Load the results\n\nThe notebook finds the repository root from its own folder and "
-                          "loads what is there; a study that has not been run yet is reported, not an error."),
+        new_markdown_cell(
+            f"# {title}\n\n{intro}\n\n"
+            "Results are read from the committed study directories under `analysis/results/` "
+            f"({', '.join(f'`{s}/`' for s in studies)}); re-run every notebook with "
+            "`python -m analysis.notebooks.execute` (or `--check` to test them without writing). "
+            "mAP is in percent, differences in mAP points; intervals are 95% t intervals over seeds "
+            "(seed-paired for differences), the best level uses a bootstrap over seeds."
+        ),
+        new_markdown_cell(
+            "## Load the results\n\nThe notebook finds the repository root from its own folder and "
+            "loads what is there; a study that has not been run yet is reported, not an error."
+        ),
         new_code_cell(SETUP.format(studies=repr(studies))),
         new_markdown_cell(f"## The answer\n\n{reading}"),
         new_code_cell(SHOW.format(compute=compute)),
-        new_markdown_cell("## Tables\n\n`mean`, `sd`, `n`, `lo`, `hi`: mean over seeds, its standard deviation, "
-                          "the number of seeds (or seed pairs) and the interval."),
+        new_markdown_cell(
+            "## Tables\n\n`mean`, `sd`, `n`, `lo`, `hi`: mean over seeds, its standard deviation, "
+            "the number of seeds (or seed pairs) and the interval."
+        ),
         new_code_cell(TABLES.format(tables_expr=tables_expr)),
-        new_markdown_cell("## Figures\n\nEvery point is one trial (one seed); diamonds are means with their "
-                          "interval."),
+        new_markdown_cell("## Figures\n\nEvery point is one trial (one seed); diamonds are means with their interval."),
     ]
     for cond, fn, arg in figures:
         cells.append(new_code_cell(FIGURE.format(cond=cond, fn=fn, arg=arg)))
-    cells += [new_markdown_cell("## Learning curves\n\nValidation mAP per epoch; a curve still rising at the last "
-                                "epoch means the comparison is between models that are not yet converged."),
-              new_code_cell(CURVES)]
+    cells += [
+        new_markdown_cell(
+            "## Learning curves\n\nValidation mAP per epoch; a curve still rising at the last "
+            "epoch means the comparison is between models that are not yet converged."
+        ),
+        new_code_cell(CURVES),
+    ]
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -134,7 +150,8 @@ def notebooks() -> dict[str, nbformat.NotebookNode]:
             "answer.tables if answer is not None else {}",
             [(ok, "fig_grid_scaling", "answer")],
             "The trend is a per-seed least-squares slope of mAP on the number of cells (seeds are the replicates); "
-            "orientation is read from seed-paired differences from 2x2."),
+            "orientation is read from seed-paired differences from 2x2.",
+        ),
         "q2_ratio_by_data.ipynb": _nb(
             "Q2. The best mixed-to-regular ratio per data-set size and class imbalance",
             "Which ratio |B'|/|B| of mixed to regular images works best, and does it depend on the training-set "
@@ -146,7 +163,8 @@ def notebooks() -> dict[str, nbformat.NotebookNode]:
             "answer.tables if answer is not None else {}",
             [(ok, "fig_ratio_by_data", "answer")],
             "Per (n_train, imbalance) cell: the best tested ratio with how often it wins when seeds are resampled, a "
-            "quadratic fit's peak (clipped to the tested range), and seed-paired differences from ratio 0."),
+            "quadratic fit's peak (clipped to the tested range), and seed-paired differences from ratio 0.",
+        ),
         "q3_cl_vit.ipynb": _nb(
             "Q3. Does SpliceMix-CL help a Vision Transformer as it helps a CNN?",
             "The consistency loss of SpliceMix-CL splits a mixed image's feature map by the grid; a ViT's token map "
@@ -157,7 +175,8 @@ def notebooks() -> dict[str, nbformat.NotebookNode]:
             "answer.tables if answer is not None else {}",
             [(ok, "fig_cl_gain", "answer")],
             "The CL gain is SpliceMix-CL − SpliceMix on the same seed; the interaction is the ViT's gain minus the "
-            "CNN's, paired by seed."),
+            "CNN's, paired by seed.",
+        ),
         "claims.ipynb": _nb(
             "The paper's claims: SpliceMix vs the baseline",
             "The paper reports SpliceMix +1.4 and SpliceMix-CL +1.9 mAP points over the baseline on MS-COCO "
@@ -168,7 +187,8 @@ def notebooks() -> dict[str, nbformat.NotebookNode]:
             "{f'{a.key}: {k}': t for a in answer for k, t in a.tables.items()} if answer else {}",
             [("answer is not None and answer[0].answerable", "fig_claims", "answer")],
             "Each claim is checked on the headline setting (ratio 0.25 with the default grids, or the closest tested "
-            "ratio) against the baseline of the same study, seed-paired."),
+            "ratio) against the baseline of the same study, seed-paired.",
+        ),
     }
 
 

@@ -46,8 +46,13 @@ def execute(path: str | Path, write: bool = True, timeout: int = TIMEOUT_S) -> n
     path = Path(path).resolve()
     nb = nbformat.read(path, as_version=4)
     # the kernel listens on loopback TCP only; its start-up warning about that is silenced (errors still show)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=["--log-level=ERROR"],
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        extra_arguments=["--log-level=ERROR"],
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     try:
         client.execute()
     except CellExecutionError as e:
@@ -67,13 +72,20 @@ def execute(path: str | Path, write: bool = True, timeout: int = TIMEOUT_S) -> n
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 a notebook failed, 2 no such notebook)."""
-    p = argparse.ArgumentParser(prog="python -m analysis.notebooks.execute",
-                                description="Execute the analysis notebooks (kernel python3, 300 s per cell, cwd = "
-                                            "the notebook's folder) and save them with their outputs.")
-    p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
-                   help=f"notebook file names under {HERE} (default: all of {', '.join(NOTEBOOKS)})")
-    p.add_argument("--check", action="store_true",
-                   help="execute in memory only and exit 1 on any error (nothing is written)")
+    p = argparse.ArgumentParser(
+        prog="python -m analysis.notebooks.execute",
+        description="Execute the analysis notebooks (kernel python3, 300 s per cell, cwd = "
+        "the notebook's folder) and save them with their outputs.",
+    )
+    p.add_argument(
+        "notebooks",
+        nargs="*",
+        metavar="NOTEBOOK",
+        help=f"notebook file names under {HERE} (default: all of {', '.join(NOTEBOOKS)})",
+    )
+    p.add_argument(
+        "--check", action="store_true", help="execute in memory only and exit 1 on any error (nothing is written)"
+    )
     p.add_argument("--timeout", type=int, default=TIMEOUT_S, help="seconds per cell")
     args = p.parse_args(argv)
     names = args.notebooks or NOTEBOOKS

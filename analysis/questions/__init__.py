@@ -25,11 +25,27 @@ from .q1 import q1_grid_scaling
 from .q2 import q2_ratio_by_data
 from .q3 import q3_cl_vit
 
-__all__ = ["Answer", "q1_grid_scaling", "q2_ratio_by_data", "q3_cl_vit", "claims", "answer_all", "grid_spec",
-           "parse_grid", "varying", "SPACES", "FACTORS", "conditions"]
+__all__ = [
+    "Answer",
+    "q1_grid_scaling",
+    "q2_ratio_by_data",
+    "q3_cl_vit",
+    "claims",
+    "answer_all",
+    "grid_spec",
+    "parse_grid",
+    "varying",
+    "SPACES",
+    "FACTORS",
+    "conditions",
+]
 
 
 def answer_all(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> list[Answer]:
     """Q1, Q2, Q3 and the claims, in that order."""
-    return [q1_grid_scaling(df, level, n_boot, seed), q2_ratio_by_data(df, level, n_boot, seed),
-            q3_cl_vit(df, level, n_boot, seed), *claims(df, level)]
+    return [
+        q1_grid_scaling(df, level, n_boot, seed),
+        q2_ratio_by_data(df, level, n_boot, seed),
+        q3_cl_vit(df, level, n_boot, seed),
+        *claims(df, level),
+    ]

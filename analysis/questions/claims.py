@@ -13,17 +13,25 @@ from .common import PAPER_RATIO, Answer, cannot, common_changes, conditions
 
 __all__ = ["TITLES", "TEXTS", "claims"]
 
-TITLES = {"claims_map": "Claim: SpliceMix and SpliceMix-CL improve mAP over the baseline",
-          "claims_lowres": "Claim: robustness to low-resolution evaluation",
-          "claims_cooc": "Claim: less co-occurrence bias"}
-TEXTS = {"claims_map": "Does SpliceMix (and SpliceMix-CL) raise mAP over training without mixing?",
-         "claims_lowres": ("Does SpliceMix keep more of its mAP when evaluated at a lower resolution than it was "
-                           "trained at?"),
-         "claims_cooc": ("Does SpliceMix do better on images whose class pairs were rare in training, i.e. rely less "
-                         "on co-occurrence?")}
+TITLES = {
+    "claims_map": "Claim: SpliceMix and SpliceMix-CL improve mAP over the baseline",
+    "claims_lowres": "Claim: robustness to low-resolution evaluation",
+    "claims_cooc": "Claim: less co-occurrence bias",
+}
+TEXTS = {
+    "claims_map": "Does SpliceMix (and SpliceMix-CL) raise mAP over training without mixing?",
+    "claims_lowres": (
+        "Does SpliceMix keep more of its mAP when evaluated at a lower resolution than it was trained at?"
+    ),
+    "claims_cooc": (
+        "Does SpliceMix do better on images whose class pairs were rare in training, i.e. rely less on co-occurrence?"
+    ),
+}
 _CELL = ["study", "model", "n_train", "imbalance"]  # a comparison with the baseline is paired within one cell
-_NOTES = [f"headline = the paper's default setting (ratio {PAPER_RATIO:g}, default grids) when tested, else the "
-          "closest tested ratio; every variant is in the tables"]
+_NOTES = [
+    f"headline = the paper's default setting (ratio {PAPER_RATIO:g}, default grids) when tested, else the "
+    "closest tested ratio; every variant is in the tables"
+]
 
 
 def _variant(r: pd.Series) -> str:
@@ -81,25 +89,47 @@ def _ratio_hint(t: pd.DataFrame) -> str:
     nonhead = t[~t["headline"]]
     if len(nonhead):
         best = nonhead.loc[nonhead["mean"].idxmax()]
-        return (f"Other settings change the answer: the best non-headline variant, {best['treat']}, is "
-                f"{fmt_ci(best['mean'], best['lo'], best['hi'], sign=True)} mAP points vs the baseline "
-                f"({best['study']}).")
+        return (
+            f"Other settings change the answer: the best non-headline variant, {best['treat']}, is "
+            f"{fmt_ci(best['mean'], best['lo'], best['hi'], sign=True)} mAP points vs the baseline "
+            f"({best['study']})."
+        )
     return "Only the headline setting was tested; other ratios or grids could change the answer."
 
 
-def _answer(key: str, verdict: str, used: pd.DataFrame, df: pd.DataFrame, bullets: list[str],
-            tables: dict[str, pd.DataFrame], changes: list[str]) -> Answer:
+def _answer(
+    key: str,
+    verdict: str,
+    used: pd.DataFrame,
+    df: pd.DataFrame,
+    bullets: list[str],
+    tables: dict[str, pd.DataFrame],
+    changes: list[str],
+) -> Answer:
     """A claim's answer from the trials ``used`` (its study, conditions and data)."""
-    return Answer(key, TITLES[key], TEXTS[key], True, verdict, ", ".join(sorted(used["study"].unique())),
-                  bullets=bullets, tables=tables, conditions=conditions(df, used),
-                  changes=changes, notes=list(_NOTES), data=used)
+    return Answer(
+        key,
+        TITLES[key],
+        TEXTS[key],
+        True,
+        verdict,
+        ", ".join(sorted(used["study"].unique())),
+        bullets=bullets,
+        tables=tables,
+        conditions=conditions(df, used),
+        changes=changes,
+        notes=list(_NOTES),
+        data=used,
+    )
 
 
 def _map_claim(c: pd.DataFrame, df: pd.DataFrame, level: float) -> Answer:
     t_map = _vs_baseline(c, "mAP", level)
     s = claim_sentences(t_map)
-    verdict = (f"The claim {claim_word(t_map)}. {join_limited(s)}. The paper reports +1.4 (SpliceMix) and +1.9 "
-               f"(SpliceMix-CL) mAP points on MS-COCO with ResNet-101.")
+    verdict = (
+        f"The claim {claim_word(t_map)}. {join_limited(s)}. The paper reports +1.4 (SpliceMix) and +1.9 "
+        f"(SpliceMix-CL) mAP points on MS-COCO with ResNet-101."
+    )
     tables = {"by_variant": summarize(c, _CELL + ["variant"], "mAP", level), "vs_baseline": t_map}
     return _answer("claims_map", verdict, c, df, s, tables, [_ratio_hint(t_map)] + common_changes(c))
 
@@ -107,42 +137,63 @@ def _map_claim(c: pd.DataFrame, df: pd.DataFrame, level: float) -> Answer:
 def _lowres_claim(c: pd.DataFrame, df: pd.DataFrame, level: float) -> Answer:
     low = c[c["mAP_low"].notna()]
     if not len(low):
-        return cannot("claims", TITLES["claims_lowres"], TEXTS["claims_lowres"],
-                      "no trial was evaluated at a lower resolution (data.eval_sizes)", df)
+        return cannot(
+            "claims",
+            TITLES["claims_lowres"],
+            TEXTS["claims_lowres"],
+            "no trial was evaluated at a lower resolution (data.eval_sizes)",
+            df,
+        )
     size, full = levels_text(low["low_size"]), levels_text(low["image_size"])
     t_low, t_drop = _vs_baseline(low, "mAP_low", level), _vs_baseline(low, "drop", level)
     s_low, s_drop = claim_sentences(t_low), claim_sentences(t_drop, "points of drop")
     base_drop = summarize(low[low["arm"] == "baseline"], _CELL, "drop", level)
-    verdict = (f"Evaluated at {size} px (trained at {full} px), mAP of the mixed models vs the baseline: the "
-               f"claim {claim_word(t_low)}. {join_limited(s_low)}. The baseline loses (mAP points, {full} → {size} "
-               f"px): {level_list(base_drop)}; the mixed models' drop minus the baseline's (negative = more "
-               f"robust) {claim_word(t_drop, better='neg').replace('holds here', 'is smaller here')}: "
-               f"{join_limited(s_drop)}.")
-    tables = {"low_by_variant": summarize(low, _CELL + ["variant"], "mAP_low", level), "low_vs_baseline": t_low,
-              "drop_vs_baseline": t_drop}
-    change = (f"The paper trains at 448 px and tests at 64 px (7x smaller); here the factor is {full}/{size}: a "
-              f"larger factor tests the claim harder.")
+    verdict = (
+        f"Evaluated at {size} px (trained at {full} px), mAP of the mixed models vs the baseline: the "
+        f"claim {claim_word(t_low)}. {join_limited(s_low)}. The baseline loses (mAP points, {full} → {size} "
+        f"px): {level_list(base_drop)}; the mixed models' drop minus the baseline's (negative = more "
+        f"robust) {claim_word(t_drop, better='neg').replace('holds here', 'is smaller here')}: "
+        f"{join_limited(s_drop)}."
+    )
+    tables = {
+        "low_by_variant": summarize(low, _CELL + ["variant"], "mAP_low", level),
+        "low_vs_baseline": t_low,
+        "drop_vs_baseline": t_drop,
+    }
+    change = (
+        f"The paper trains at 448 px and tests at 64 px (7x smaller); here the factor is {full}/{size}: a "
+        f"larger factor tests the claim harder."
+    )
     return _answer("claims_lowres", verdict, low, df, s_low + s_drop, tables, [change] + common_changes(c))
 
 
 def _cooc_claim(c: pd.DataFrame, df: pd.DataFrame, level: float) -> Answer:
     co = c[c["mAP_rare"].notna() & c["mAP_common"].notna()]
     if not len(co):
-        return cannot("claims", TITLES["claims_cooc"], TEXTS["claims_cooc"], "no trial reports mAP on rare / common "
-                      "class-pair images (synthetic data with co-occurring pairs)", df)
+        return cannot(
+            "claims",
+            TITLES["claims_cooc"],
+            TEXTS["claims_cooc"],
+            "no trial reports mAP on rare / common class-pair images (synthetic data with co-occurring pairs)",
+            df,
+        )
     gap = summarize(co, _CELL + ["variant"], "gap", level)
     t_gap, t_rare = _vs_baseline(co, "gap", level), _vs_baseline(co, "mAP_rare", level)
     s_rare, s_gap = claim_sentences(t_rare), claim_sentences(t_gap, "points of gap")
-    verdict = (f"On validation images whose class pairs were rare in training, mAP of the mixed models vs the "
-               f"baseline: the claim {claim_word(t_rare)}. {join_limited(s_rare)}. The baseline's rare − common "
-               f"mAP gap (negative = co-occurrence bias): {level_list(gap[gap['variant'] == 'baseline'], True)}. "
-               f"Change of that gap vs the baseline (positive = less bias): the claim {claim_word(t_gap)}. "
-               f"{join_limited(s_gap)}.")
+    verdict = (
+        f"On validation images whose class pairs were rare in training, mAP of the mixed models vs the "
+        f"baseline: the claim {claim_word(t_rare)}. {join_limited(s_rare)}. The baseline's rare − common "
+        f"mAP gap (negative = co-occurrence bias): {level_list(gap[gap['variant'] == 'baseline'], True)}. "
+        f"Change of that gap vs the baseline (positive = less bias): the claim {claim_word(t_gap)}. "
+        f"{join_limited(s_gap)}."
+    )
     tables = {"gap_by_variant": gap, "gap_vs_baseline": t_gap, "rare_vs_baseline": t_rare}
-    changes = ["Rare- and common-pair images differ in which classes they hold, so the gap mixes class difficulty "
-               "with co-occurrence bias; its change vs the baseline is the cleaner measure.",
-               "The bias depends on data.synthetic.cooc_strength (how often pair partners co-occur in training); a "
-               "stronger co-occurrence would test the claim harder."]
+    changes = [
+        "Rare- and common-pair images differ in which classes they hold, so the gap mixes class difficulty "
+        "with co-occurrence bias; its change vs the baseline is the cleaner measure.",
+        "The bias depends on data.synthetic.cooc_strength (how often pair partners co-occur in training); a "
+        "stronger co-occurrence would test the claim harder.",
+    ]
     return _answer("claims_cooc", verdict, co, df, s_rare + s_gap, tables, changes + common_changes(c))
 
 

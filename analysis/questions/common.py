@@ -16,8 +16,20 @@ from splicemix.results import cfg_column
 from ..load import COMPLETED, completed
 from ..prose import level_text, levels_text, method_name
 
-__all__ = ["Answer", "SPACES", "FACTORS", "PAPER_RATIO", "grid_spec", "parse_grid", "varying", "restrict",
-           "pick_study", "conditions", "cannot", "common_changes"]
+__all__ = [
+    "Answer",
+    "SPACES",
+    "FACTORS",
+    "PAPER_RATIO",
+    "grid_spec",
+    "parse_grid",
+    "varying",
+    "restrict",
+    "pick_study",
+    "conditions",
+    "cannot",
+    "common_changes",
+]
 
 #: the search space that answers each question
 SPACES = {
@@ -139,16 +151,20 @@ def _data_text(used: pd.DataFrame) -> str:
         return f"{ds}, {levels_text(used['image_size'])} px"
     n_val = levels_text(_column(used, "data.synthetic.n_val"))
     k = levels_text(_column(used, "data.synthetic.num_classes"))
-    return (f"synthetic shapes, {levels_text(used['n_train'])} training / {n_val} validation images, "
-            f"{k} classes, imbalance {levels_text(used['imbalance'])}, {levels_text(used['image_size'])} px")
+    return (
+        f"synthetic shapes, {levels_text(used['n_train'])} training / {n_val} validation images, "
+        f"{k} classes, imbalance {levels_text(used['imbalance'])}, {levels_text(used['image_size'])} px"
+    )
 
 
 def _trials_text(all_trials: pd.DataFrame, used: pd.DataFrame) -> str:
     whole = all_trials[all_trials["study"].isin(used["study"].unique())]
     counts = whole["status"].value_counts()
     other = ", ".join(f"{n} {s}" for s, n in counts.items() if s != COMPLETED)
-    return (f"{len(used)} completed trials used; the study has {int(counts.get(COMPLETED, 0))} completed of "
-            f"{len(whole)}" + (f" ({other})" if other else ""))
+    return (
+        f"{len(used)} completed trials used; the study has {int(counts.get(COMPLETED, 0))} completed of "
+        f"{len(whole)}" + (f" ({other})" if other else "")
+    )
 
 
 def conditions(all_trials: pd.DataFrame, used: pd.DataFrame) -> dict[str, str]:
@@ -172,17 +188,22 @@ def conditions(all_trials: pd.DataFrame, used: pd.DataFrame) -> dict[str, str]:
 def cannot(key: str, title: str, question: str, why: str, df: pd.DataFrame) -> Answer:
     """The answer when no loaded study can answer: why, and the search space that would."""
     studies = ", ".join(sorted(df["study"].unique())) if len(df) else "none"
-    verdict = (f"The loaded results cannot answer this: {why} (studies loaded: {studies}). "
-               f"{SPACES[key]} would: `python -m study.run {SPACES[key].split(' ')[0]}`.")
-    return Answer(key, title, question, False, verdict,
-                  changes=[f"Run {SPACES[key]} and pass its directory to the report."])
+    verdict = (
+        f"The loaded results cannot answer this: {why} (studies loaded: {studies}). "
+        f"{SPACES[key]} would: `python -m study.run {SPACES[key].split(' ')[0]}`."
+    )
+    return Answer(
+        key, title, question, False, verdict, changes=[f"Run {SPACES[key]} and pass its directory to the report."]
+    )
 
 
 def common_changes(d: pd.DataFrame) -> list[str]:
     """What would change any answer: the small setting compared with the paper's."""
     ep = levels_text(d["epochs"])
     size = levels_text(d["image_size"])
-    return [f"The setting is small: {ep} epochs, {size}-px {levels_text(d['dataset'])} images, "
-            f"{levels_text(d['model'])} from scratch; the paper trains a pre-trained ResNet-101 at 448 px on "
-            f"MS-COCO/VOC. Longer training, larger images or real data can change the size and even the sign of "
-            f"these effects."]
+    return [
+        f"The setting is small: {ep} epochs, {size}-px {levels_text(d['dataset'])} images, "
+        f"{levels_text(d['model'])} from scratch; the paper trains a pre-trained ResNet-101 at 448 px on "
+        f"MS-COCO/VOC. Longer training, larger images or real data can change the size and even the sign of "
+        f"these effects."
+    ]

@@ -18,8 +18,10 @@ from .common import PAPER_RATIO, Answer, cannot, common_changes, conditions, gri
 __all__ = ["TITLE", "TEXT", "q1_grid_scaling"]
 
 TITLE = "Q1. Grid scaling at a constant number of mixed images"
-TEXT = ("How does mAP change with the number of grid divisions (1x2, 2x2, 2x3, 3x3) and with the "
-        "orientation at 4 cells (1x4 vs 2x2 vs 4x1) when the number of mixed images is held constant?")
+TEXT = (
+    "How does mAP change with the number of grid divisions (1x2, 2x2, 2x3, 3x3) and with the "
+    "orientation at 4 cells (1x4 vs 2x2 vs 4x1) when the number of mixed images is held constant?"
+)
 ORIENTATIONS = ["1x4", "4x1"]  # compared with 2x2
 
 
@@ -73,27 +75,40 @@ def _evidence(d: pd.DataFrame, level: float, n_boot: int, seed: int) -> _Evidenc
     by_grid = by_grid[["grid", "rows", "cols", "cells", "mean", "sd", "n", "lo", "hi"]]
     per_seed = d.groupby(["cells", "seed"], as_index=False)["mAP"].mean()
     slope = _slope(per_seed, level)
-    trend = pd.DataFrame([{"slope_per_cell": slope.mean, "sd": slope.sd, "n": slope.n, "lo": slope.lo,
-                           "hi": slope.hi}])
+    trend = pd.DataFrame([{"slope_per_cell": slope.mean, "sd": slope.sd, "n": slope.n, "lo": slope.lo, "hi": slope.hi}])
     grids = list(by_grid["grid"])
     ref = "2x2" if "2x2" in grids else d["grid"].value_counts().idxmax()
     vs = [paired_diff(d, None, g, ref, "mAP", factor="grid", level=level) for g in grids if g != ref]
     vs_ref = pd.concat(vs, ignore_index=True) if vs else pd.DataFrame()
     orient = vs_ref[vs_ref["treat"].isin(ORIENTATIONS)] if len(vs_ref) and ref == "2x2" else pd.DataFrame()
-    return _Evidence(by_grid, summarize(per_seed, "cells", "mAP", level), trend, slope, ref, vs_ref, orient,
-                     argmax_ci(d, "grid", "mAP", level=level, n_boot=n_boot, seed=seed))
+    return _Evidence(
+        by_grid,
+        summarize(per_seed, "cells", "mAP", level),
+        trend,
+        slope,
+        ref,
+        vs_ref,
+        orient,
+        argmax_ci(d, "grid", "mAP", level=level, n_boot=n_boot, seed=seed),
+    )
 
 
 def _trend_text(slope: CI) -> str:
     per_cell = f"{fmt_ci(slope.mean, slope.lo, slope.hi, sign=True)} mAP points per extra cell"
     if slope.n >= 2 and slope.resolved:
-        return (f"mAP {'falls' if slope.mean < 0 else 'rises'} with the number of cells: {per_cell} "
-                f"(per-seed linear trend, {slope.n} seeds; resolved)")
+        return (
+            f"mAP {'falls' if slope.mean < 0 else 'rises'} with the number of cells: {per_cell} "
+            f"(per-seed linear trend, {slope.n} seeds; resolved)"
+        )
     if slope.n >= 2:
-        return (f"the data do not resolve a trend with the number of cells: {per_cell} "
-                f"(per-seed linear trend, {slope.n} seeds; the interval includes 0)")
-    return (f"with {slope.n} seed(s) the trend with the number of cells has no interval "
-            f"(slope {fmt_num(slope.mean, sign=True)})")
+        return (
+            f"the data do not resolve a trend with the number of cells: {per_cell} "
+            f"(per-seed linear trend, {slope.n} seeds; the interval includes 0)"
+        )
+    return (
+        f"with {slope.n} seed(s) the trend with the number of cells has no interval "
+        f"(slope {fmt_num(slope.mean, sign=True)})"
+    )
 
 
 def _verdict(e: _Evidence, d: pd.DataFrame, n_boot: int) -> str:
@@ -101,15 +116,23 @@ def _verdict(e: _Evidence, d: pd.DataFrame, n_boot: int) -> str:
     cells_txt = "; ".join(f"{int(r.cells)} cells {fmt_ci(r.mean, r.lo, r.hi)}" for r in e.by_cells.itertuples())
     b = e.best.table.iloc[0]
     best_txt = f"The best grid is {b['best']} (mAP {fmt_num(b['best_mean'])}"
-    best_txt += (f"; the argmax in {b['freq_best']:.0%} of {n_boot} seed resamples)" if np.isfinite(b["freq_best"])
-                 else "; one seed, no bootstrap)")
+    best_txt += (
+        f"; the argmax in {b['freq_best']:.0%} of {n_boot} seed resamples)"
+        if np.isfinite(b["freq_best"])
+        else "; one seed, no bootstrap)"
+    )
     if len(e.orient):
-        orient_txt = "Orientation at 4 cells, seed-paired vs 2x2: " + "; ".join(
-            f"{r['treat']} {diff_text(r)}" for _, r in e.orient.iterrows()) + "."
+        orient_txt = (
+            "Orientation at 4 cells, seed-paired vs 2x2: "
+            + "; ".join(f"{r['treat']} {diff_text(r)}" for _, r in e.orient.iterrows())
+            + "."
+        )
     else:
         orient_txt = "Orientation (1x4 vs 2x2 vs 4x1) was not tested in this study."
-    return (f"At a constant number of mixed images (ratio {levels_text(d['ratio'])} of the batch of {bs}), "
-            f"{_trend_text(e.slope)}. Mean mAP by number of cells: {cells_txt}. {best_txt}. {orient_txt}")
+    return (
+        f"At a constant number of mixed images (ratio {levels_text(d['ratio'])} of the batch of {bs}), "
+        f"{_trend_text(e.slope)}. Mean mAP by number of cells: {cells_txt}. {best_txt}. {orient_txt}"
+    )
 
 
 def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
@@ -121,8 +144,10 @@ def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
                 changes.append(f"{r['treat']} vs {e.ref}: {h}.")
     if len(e.orient) == 0:
         changes.append("Adding 1x4 and 4x1 grids (as grid_scaling.yaml does) would answer the orientation part.")
-    changes.append(f"The number of mixed images is fixed at ratio {levels_text(d['ratio'])}; at another ratio the "
-                   f"cost of smaller cells may weigh differently.")
+    changes.append(
+        f"The number of mixed images is fixed at ratio {levels_text(d['ratio'])}; at another ratio the "
+        f"cost of smaller cells may weigh differently."
+    )
     return changes + common_changes(d)
 
 
@@ -141,7 +166,24 @@ def q1_grid_scaling(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, s
         notes.append(f"other studies that vary the grid were not used: {', '.join(others)}")
     e = _evidence(d, level, n_boot, seed)
     bullets = [f"{r['treat']} − {e.ref}: {diff_text(r)}" for _, r in e.vs_ref.iterrows()] if len(e.vs_ref) else []
-    return Answer("q1", TITLE, TEXT, True, _verdict(e, d, n_boot), study, partial=len(e.orient) == 0, bullets=bullets,
-                  tables={"by_grid": e.by_grid, "by_cells": e.by_cells, "trend": e.trend, "vs_ref": e.vs_ref,
-                          "best": e.best.freq},
-                  conditions=conditions(df, d), changes=_changes(e, d, level), notes=notes + e.best.notes, data=d)
+    return Answer(
+        "q1",
+        TITLE,
+        TEXT,
+        True,
+        _verdict(e, d, n_boot),
+        study,
+        partial=len(e.orient) == 0,
+        bullets=bullets,
+        tables={
+            "by_grid": e.by_grid,
+            "by_cells": e.by_cells,
+            "trend": e.trend,
+            "vs_ref": e.vs_ref,
+            "best": e.best.freq,
+        },
+        conditions=conditions(df, d),
+        changes=_changes(e, d, level),
+        notes=notes + e.best.notes,
+        data=d,
+    )

@@ -61,8 +61,15 @@ def _evidence(d: pd.DataFrame, level: float, n_boot: int, seed: int) -> _Evidenc
     by_ratio = summarize(d, CELL + ["ratio"], "mAP", level)
     best = argmax_ci(d, "ratio", "mAP", by=CELL, level=level, n_boot=n_boot, seed=seed)
     vertex = quad_vertex(d, "ratio", "mAP", by=CELL, level=level, n_boot=n_boot, seed=seed)
-    vs = [paired_diff(d, CELL, r, 0.0, "mAP", factor="ratio", level=level)
-          for r in sorted(d["ratio"].unique()) if r != 0] if (d["ratio"] == 0).any() else []
+    vs = (
+        [
+            paired_diff(d, CELL, r, 0.0, "mAP", factor="ratio", level=level)
+            for r in sorted(d["ratio"].unique())
+            if r != 0
+        ]
+        if (d["ratio"] == 0).any()
+        else []
+    )
     vs_zero = pd.concat(vs, ignore_index=True).sort_values(CELL + ["treat"]) if vs else pd.DataFrame()
     return _Evidence(by_ratio, best, vertex, vs_zero)
 
@@ -72,8 +79,10 @@ def _cell_bullet(b: pd.Series, e: _Evidence, level: float) -> str:
     cell = (b["n_train"], b["imbalance"])
     txt = f"{_cell_name(*cell)}: best ratio {_ratio_text(b['best'])} (mAP {fmt_num(b['best_mean'])}"
     if np.isfinite(b["freq_best"]):
-        txt += (f"; the argmax in {b['freq_best']:.0%} of seed resamples, {level:.0%} bootstrap interval of the "
-                f"best ratio [{level_text(b['lo'])}, {level_text(b['hi'])}]")
+        txt += (
+            f"; the argmax in {b['freq_best']:.0%} of seed resamples, {level:.0%} bootstrap interval of the "
+            f"best ratio [{level_text(b['lo'])}, {level_text(b['hi'])}]"
+        )
     else:
         txt += "; one seed, no bootstrap"
     txt += ")"
@@ -84,8 +93,11 @@ def _cell_bullet(b: pd.Series, e: _Evidence, level: float) -> str:
         if v["clipped"]:
             txt += " (clipped to the tested range)"
     if len(e.vs_zero):
-        parts = [f"{level_text(r['treat'])}: {fmt_ci(r['mean'], r['lo'], r['hi'], sign=True)}"
-                 f"{' (resolved)' if r['resolved'] else ''}" for _, r in _cell_rows(e.vs_zero, cell).iterrows()]
+        parts = [
+            f"{level_text(r['treat'])}: {fmt_ci(r['mean'], r['lo'], r['hi'], sign=True)}"
+            f"{' (resolved)' if r['resolved'] else ''}"
+            for _, r in _cell_rows(e.vs_zero, cell).iterrows()
+        ]
         if parts:
             txt += "; vs ratio 0 (seed-paired, mAP points): " + "; ".join(parts)
     return txt
@@ -108,8 +120,10 @@ def _shift_text(bests: pd.DataFrame) -> str:
             word = "shrinks"
         else:
             word = "moves non-monotonically"
-        out.append(f"at imbalance {level_text(imb)} the best ratio {word} as the training set grows "
-                   f"({levels_text(g['n_train'])} images: {seq})")
+        out.append(
+            f"at imbalance {level_text(imb)} the best ratio {word} as the training set grows "
+            f"({levels_text(g['n_train'])} images: {seq})"
+        )
     return ("; ".join(out).capitalize() + ".") if out else ""
 
 
@@ -118,19 +132,24 @@ def _resolve_text(vs_zero: pd.DataFrame) -> str:
         return "Ratio 0 was not tested, so no comparison with no mixing."
     res = vs_zero[vs_zero["resolved"]]
     n_pos, n_neg = int((res["mean"] > 0).sum()), int((res["mean"] < 0).sum())
-    return (f"Seed-paired differences from ratio 0 (no mixing): {len(res)} of {len(vs_zero)} resolved "
-            f"({n_pos} better, {n_neg} worse than no mixing)"
-            + ("; the other intervals include 0." if len(res) < len(vs_zero) else "."))
+    return (
+        f"Seed-paired differences from ratio 0 (no mixing): {len(res)} of {len(vs_zero)} resolved "
+        f"({n_pos} better, {n_neg} worse than no mixing)"
+        + ("; the other intervals include 0." if len(res) < len(vs_zero) else ".")
+    )
 
 
 def _head(bests: pd.DataFrame, ratios: str, partial: bool) -> str:
     """The verdict's first sentences: the best ratio per cell, or at the one cell tested."""
     if partial:
-        return (f"This study varies only the ratio ({ratios}), at one data set ({_cell_name(*bests.iloc[0][CELL])}): "
-                f"there the best ratio is {_ratio_text(bests.iloc[0]['best'])}. It cannot say how the best ratio "
-                f"depends on data-set size or imbalance; {SPACES['q2']} would.")
-    best_list = "; ".join(f"{_cell_name(r['n_train'], r['imbalance'])} → {level_text(r['best'])}"
-                          for _, r in bests.iterrows())
+        return (
+            f"This study varies only the ratio ({ratios}), at one data set ({_cell_name(*bests.iloc[0][CELL])}): "
+            f"there the best ratio is {_ratio_text(bests.iloc[0]['best'])}. It cannot say how the best ratio "
+            f"depends on data-set size or imbalance; {SPACES['q2']} would."
+        )
+    best_list = "; ".join(
+        f"{_cell_name(r['n_train'], r['imbalance'])} → {level_text(r['best'])}" for _, r in bests.iterrows()
+    )
     return f"Best tested ratio ({ratios}) per cell: {best_list}. {_shift_text(bests)}"
 
 
@@ -145,12 +164,18 @@ def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
     bests = e.best.table
     low_freq = bests[bests["freq_best"] < 0.8]
     if len(low_freq):
-        changes.append(f"In {len(low_freq)} of {len(bests)} cells the best ratio wins fewer than 80% of the seed "
-                       f"resamples: more seeds could move it to a neighbouring ratio.")
-    changes.append("The epoch count is fixed, so a smaller data set also gets fewer optimisation steps; with "
-                   "training run to convergence, mixing (an augmentation) could pay off at higher ratios.")
-    changes.append(f"Only the ratios {levels_text(d['ratio'])} were tested; the best value between them is read from "
-                   f"the quadratic peak, which is an interpolation.")
+        changes.append(
+            f"In {len(low_freq)} of {len(bests)} cells the best ratio wins fewer than 80% of the seed "
+            f"resamples: more seeds could move it to a neighbouring ratio."
+        )
+    changes.append(
+        "The epoch count is fixed, so a smaller data set also gets fewer optimisation steps; with "
+        "training run to convergence, mixing (an augmentation) could pay off at higher ratios."
+    )
+    changes.append(
+        f"Only the ratios {levels_text(d['ratio'])} were tested; the best value between them is read from "
+        f"the quadratic peak, which is an interpolation."
+    )
     return changes + common_changes(d)
 
 
@@ -162,8 +187,13 @@ def q2_ratio_by_data(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, 
     """
     study, others = pick_study(df, _score)
     if study is None:
-        return cannot("q2", TITLE, TEXT, "no study varies the mixed ratio (cfg.mix.mixed_ratio) over at least "
-                      "two mixing ratios", df)
+        return cannot(
+            "q2",
+            TITLE,
+            TEXT,
+            "no study varies the mixed ratio (cfg.mix.mixed_ratio) over at least two mixing ratios",
+            df,
+        )
     d = completed(df[df["study"] == study]).copy()
     d, notes = restrict(d, keep={"ratio", "n_train", "imbalance"}, prefer={"method": "splicemix", "grid": "default"})
     if others:
@@ -173,8 +203,24 @@ def q2_ratio_by_data(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, 
         notes.append("ratio 0 (no mixing) was not tested: no comparison with no mixing")
     partial = not ({"n_train", "imbalance"} & varying(d))
     verdict = f"{_head(e.best.table, levels_text(d['ratio']), partial)} {_resolve_text(e.vs_zero)}"
-    return Answer("q2", TITLE, TEXT, True, verdict, study, partial=partial,
-                  bullets=[_cell_bullet(b, e, level) for _, b in e.best.table.iterrows()],
-                  tables={"by_ratio": e.by_ratio, "best": e.best.table, "best_freq": e.best.freq,
-                          "vertex": e.vertex, "vs_zero": e.vs_zero},
-                  conditions=conditions(df, d), changes=_changes(e, d, level), notes=notes + e.best.notes, data=d)
+    return Answer(
+        "q2",
+        TITLE,
+        TEXT,
+        True,
+        verdict,
+        study,
+        partial=partial,
+        bullets=[_cell_bullet(b, e, level) for _, b in e.best.table.iterrows()],
+        tables={
+            "by_ratio": e.by_ratio,
+            "best": e.best.table,
+            "best_freq": e.best.freq,
+            "vertex": e.vertex,
+            "vs_zero": e.vs_zero,
+        },
+        conditions=conditions(df, d),
+        changes=_changes(e, d, level),
+        notes=notes + e.best.notes,
+        data=d,
+    )

@@ -16,8 +16,10 @@ from .common import PAPER_RATIO, SPACES, Answer, cannot, common_changes, conditi
 __all__ = ["TITLE", "TEXT", "is_vit", "q3_cl_vit"]
 
 TITLE = "Q3. Does SpliceMix-CL help a Vision Transformer as it helps a CNN?"
-TEXT = ("Is the gain of SpliceMix-CL over SpliceMix (and of SpliceMix over the baseline) as large on a "
-        "Vision Transformer as on a CNN?")
+TEXT = (
+    "Is the gain of SpliceMix-CL over SpliceMix (and of SpliceMix over the baseline) as large on a "
+    "Vision Transformer as on a CNN?"
+)
 _INTERACTION = ["vit", "cnn", "mean", "sd", "n", "lo", "hi", "method", "resolved"]
 
 
@@ -58,8 +60,19 @@ def _interaction(d: pd.DataFrame, vits: list[str], cnns: list[str], level: float
                 ci, how = mean_ci((a[common] - b[common]).to_numpy(), level), "paired by seed"
             else:
                 ci, how = diff_ci(a.to_numpy(), b.to_numpy(), level), "Welch (seeds not shared)"
-            rows.append({"vit": v, "cnn": c, "mean": ci.mean, "sd": ci.sd, "n": ci.n, "lo": ci.lo, "hi": ci.hi,
-                         "method": how, "resolved": ci.resolved})
+            rows.append(
+                {
+                    "vit": v,
+                    "cnn": c,
+                    "mean": ci.mean,
+                    "sd": ci.sd,
+                    "n": ci.n,
+                    "lo": ci.lo,
+                    "hi": ci.hi,
+                    "method": how,
+                    "resolved": ci.resolved,
+                }
+            )
     return pd.DataFrame(rows, columns=_INTERACTION)
 
 
@@ -69,8 +82,9 @@ def _evidence(d: pd.DataFrame, level: float) -> _Evidence:
     models = list(cl_gain["model"])
     vits = [m for m in models if is_vit(m)]
     cnns = [m for m in models if not is_vit(m)]
-    return _Evidence(summarize(d, ["model", "arm"], "mAP", level), cl_gain, mix_gain,
-                     _interaction(d, vits, cnns, level), vits, cnns)
+    return _Evidence(
+        summarize(d, ["model", "arm"], "mAP", level), cl_gain, mix_gain, _interaction(d, vits, cnns, level), vits, cnns
+    )
 
 
 def _gain_line(tab: pd.DataFrame, what: str) -> str:
@@ -92,15 +106,21 @@ def _compared_verdict(e: _Evidence, mix_line: str) -> str:
     v, c = it["vit"], it["cnn"]
     gv = e.cl_gain[e.cl_gain["model"] == v].iloc[0]
     gc = e.cl_gain[e.cl_gain["model"] == c].iloc[0]
-    verdict = (f"SpliceMix-CL {_effect(gv)} the ViT ({v}: {diff_text(gv)}) and {_effect(gc)} the CNN "
-               f"({c}: {diff_text(gc)}), CL − SpliceMix paired by seed. ")
+    verdict = (
+        f"SpliceMix-CL {_effect(gv)} the ViT ({v}: {diff_text(gv)}) and {_effect(gc)} the CNN "
+        f"({c}: {diff_text(gc)}), CL − SpliceMix paired by seed. "
+    )
     itxt = fmt_ci(it["mean"], it["lo"], it["hi"], sign=True)
     if it["resolved"]:
-        verdict += (f"The CL gain is {'larger' if it['mean'] > 0 else 'smaller'} on the ViT than on the CNN: "
-                    f"difference of gains ({v} − {c}) {itxt} mAP points ({it['method']}; resolved).")
+        verdict += (
+            f"The CL gain is {'larger' if it['mean'] > 0 else 'smaller'} on the ViT than on the CNN: "
+            f"difference of gains ({v} − {c}) {itxt} mAP points ({it['method']}; resolved)."
+        )
     elif np.isfinite(it["lo"]):
-        verdict += (f"The data do not resolve whether the CL gain differs between them: difference of gains "
-                    f"({v} − {c}) {itxt} mAP points ({it['method']}; the interval includes 0).")
+        verdict += (
+            f"The data do not resolve whether the CL gain differs between them: difference of gains "
+            f"({v} − {c}) {itxt} mAP points ({it['method']}; the interval includes 0)."
+        )
     else:
         verdict += f"The difference of gains ({v} − {c}) is {itxt} mAP points, with no interval."
     return verdict + " " + mix_line
@@ -110,8 +130,10 @@ def _one_kind_verdict(e: _Evidence, cl_line: str) -> str:
     """The verdict when only ViTs or only CNNs were trained with both methods."""
     have, missing = ("ViT", "CNN") if e.vits else ("CNN", "ViT")
     models = ", ".join(e.vits + e.cnns)
-    return (f"Only {have} models ({models}) were trained with both SpliceMix and SpliceMix-CL, so "
-            f"the comparison with a {missing} cannot be made; {SPACES['q3']} would. ") + cl_line
+    return (
+        f"Only {have} models ({models}) were trained with both SpliceMix and SpliceMix-CL, so "
+        f"the comparison with a {missing} cannot be made; {SPACES['q3']} would. "
+    ) + cl_line
 
 
 def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
@@ -127,11 +149,15 @@ def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
         if h:
             changes.append(f"The ViT − CNN difference of CL gains: {h}.")
     cw = levels_text(d.loc[d["method"] == "splicemix_cl", "cl_weight"])
-    changes.append(f"The consistency weight is {cw}; the best weight may differ between architectures "
-                   f"(search it with --set \"space.mix.cl_weight={{grid: [0.5, 1.0, 2.0]}}\").")
-    changes.append("A ViT trained from scratch on a few thousand images is far from converged and data-hungry; "
-                   "pre-trained ViTs, larger images (more tokens per grid cell) or longer training may change "
-                   "the gain.")
+    changes.append(
+        f"The consistency weight is {cw}; the best weight may differ between architectures "
+        f'(search it with --set "space.mix.cl_weight={{grid: [0.5, 1.0, 2.0]}}").'
+    )
+    changes.append(
+        "A ViT trained from scratch on a few thousand images is far from converged and data-hungry; "
+        "pre-trained ViTs, larger images (more tokens per grid cell) or longer training may change "
+        "the gain."
+    )
     return changes + common_changes(d)
 
 
@@ -144,8 +170,13 @@ def q3_cl_vit(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, seed: i
     """
     study, others = pick_study(df, _score)
     if study is None:
-        return cannot("q3", TITLE, TEXT, "no study trains both SpliceMix and SpliceMix-CL on the same model "
-                      "(cfg.mix.method, cfg.model.name)", df)
+        return cannot(
+            "q3",
+            TITLE,
+            TEXT,
+            "no study trains both SpliceMix and SpliceMix-CL on the same model (cfg.mix.method, cfg.model.name)",
+            df,
+        )
     d = completed(df[df["study"] == study]).copy()
     d, notes = restrict(d, keep={"model", "method"}, prefer={"ratio": PAPER_RATIO, "grid": "default", "cl_weight": 1.0})
     if others:
@@ -154,7 +185,18 @@ def q3_cl_vit(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, seed: i
     bullets = [_gain_line(e.cl_gain, "SpliceMix-CL − SpliceMix"), _gain_line(e.mix_gain, "SpliceMix − baseline")]
     partial = not (e.vits and e.cnns)
     verdict = _one_kind_verdict(e, bullets[0]) if partial else _compared_verdict(e, bullets[1])
-    return Answer("q3", TITLE, TEXT, True, verdict, study, partial=partial, bullets=bullets,
-                  tables={"by_method": e.by_method, "cl_gain": e.cl_gain, "mix_gain": e.mix_gain,
-                          "interaction": e.interaction},
-                  conditions=conditions(df, d), changes=_changes(e, d, level), notes=notes, data=d)
+    return Answer(
+        "q3",
+        TITLE,
+        TEXT,
+        True,
+        verdict,
+        study,
+        partial=partial,
+        bullets=bullets,
+        tables={"by_method": e.by_method, "cl_gain": e.cl_gain, "mix_gain": e.mix_gain, "interaction": e.interaction},
+        conditions=conditions(df, d),
+        changes=_changes(e, d, level),
+        notes=notes,
+        data=d,
+    )

@@ -70,8 +70,10 @@ class _SafeLoader(yaml.SafeLoader):
                 ident = (key_node.tag, key_node.value)
                 if ident in seen:
                     raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
-                        f"key '{key_node.value}' is given twice", key_node.start_mark,
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"key '{key_node.value}' is given twice",
+                        key_node.start_mark,
                     )
                 seen.add(ident)
         return super().construct_mapping(node, deep=deep)
@@ -81,8 +83,9 @@ class _SafeLoader(yaml.SafeLoader):
         try:
             return int(text, 10)
         except ValueError as e:  # e.g. more digits than Python converts
-            raise yaml.constructor.ConstructorError(None, None, f"cannot read {text[:20]!r}... as an integer ({e})",
-                                                    node.start_mark) from None
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {text[:20]!r}... as an integer ({e})", node.start_mark
+            ) from None
 
 
 _SafeLoader.yaml_implicit_resolvers = {
@@ -92,10 +95,13 @@ _SafeLoader.yaml_implicit_resolvers = {
 _SafeLoader.add_implicit_resolver(_INT_TAG, re.compile(r"^[-+]?[0-9][0-9_]*$"), list("-+0123456789"))
 _SafeLoader.add_implicit_resolver(
     _FLOAT_TAG,
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
                    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
                    |[-+]?\.(?:inf|Inf|INF)
-                   |\.(?:nan|NaN|NAN))$""", re.X),
+                   |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
     list("-+.0123456789"),
 )
 _SafeLoader.add_constructor(_INT_TAG, _SafeLoader.construct_yaml_int)
@@ -192,7 +198,7 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
             nxt = node[p] = {}
         elif not isinstance(nxt, dict):
             raise ConfigError(
-                f"'{'.'.join(parts[:i + 1])}' is {fmt_value(nxt)}, not a section; cannot set '{'.'.join(parts)}'"
+                f"'{'.'.join(parts[: i + 1])}' is {fmt_value(nxt)}, not a section; cannot set '{'.'.join(parts)}'"
             )
         node = nxt
     node[parts[-1]] = value
@@ -235,9 +241,9 @@ def _clean_msg(msg: str) -> str:
     """A pydantic error message without its "Value error, " prefix, "Input should be" -> "expected"."""
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
-            msg = msg[len(prefix):]
+            msg = msg[len(prefix) :]
     if msg.startswith("Input should be "):
-        msg = "expected " + msg[len("Input should be "):]
+        msg = "expected " + msg[len("Input should be ") :]
     return msg
 
 
@@ -293,7 +299,9 @@ def _clause(e: Any, key: str, root: type[BaseModel]) -> tuple[str, str]:
 
 
 def format_validation_error(
-    err: ValidationError, source: str, origins: dict[str, str] | None = None,
+    err: ValidationError,
+    source: str,
+    origins: dict[str, str] | None = None,
     root: type[BaseModel] = TrainConfig,
 ) -> str:
     """A pydantic ``ValidationError`` of ``root`` (TrainConfig, a study's StudySpec) as one line:

@@ -36,9 +36,13 @@ def _needed(cfg: TrainConfig, weights: bool) -> dict[str, str | None]:
         "data.voc.root": cfg.data.voc.root,
         "model.pretrained": cfg.model.pretrained,
     }
-    return {k: v for k, v in values.items() if (weights and k == "model.pretrained")
-            or (cfg.data.dataset == "coco" and k.startswith("data.coco."))
-            or (cfg.data.dataset == "voc" and k == "data.voc.root")}
+    return {
+        k: v
+        for k, v in values.items()
+        if (weights and k == "model.pretrained")
+        or (cfg.data.dataset == "coco" and k.startswith("data.coco."))
+        or (cfg.data.dataset == "voc" and k == "data.voc.root")
+    }
 
 
 def _problem(path: str, kind: str) -> str | None:

@@ -44,18 +44,29 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", metavar="FILE", help="YAML config file (default: the built-in defaults)")
-    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="extend", nargs="+", default=[],
-                   help="override a config key, dotted (e.g. optim.lr=0.01); repeatable")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="extend",
+        nargs="+",
+        default=[],
+        help="override a config key, dotted (e.g. optim.lr=0.01); repeatable",
+    )
     p.add_argument("--epochs", type=int, metavar="N", help="shortcut for --set train.epochs=N")
-    p.add_argument("--method", choices=["baseline", "splicemix", "splicemix_cl"],
-                   help="shortcut for --set mix.method=M")
+    p.add_argument(
+        "--method", choices=["baseline", "splicemix", "splicemix_cl"], help="shortcut for --set mix.method=M"
+    )
     p.add_argument("--out", metavar="DIR", help="run directory (shortcut for --set train.out_dir=DIR)")
     p.add_argument("--resume", action="store_true", help=f"continue from DIR/{RunDir.CHECKPOINT} if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--skip-corrupt", action="store_true",
-                   help="skip images that cannot be decoded, counting them "
-                        "(shortcut for --set data.skip_corrupt=true); "
-                        "without it a corrupt image stops the run with an error naming the file")
+    p.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="skip images that cannot be decoded, counting them "
+        "(shortcut for --set data.skip_corrupt=true); "
+        "without it a corrupt image stops the run with an error naming the file",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p

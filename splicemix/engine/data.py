@@ -30,8 +30,17 @@ from splicemix.data.synthetic import SyntheticConfig, cooc_split, generate, is_c
 from .dist import DistContext
 
 __all__ = [
-    "TrainData", "Labelled", "ReportSkipped", "build_data", "hide_labels", "with_transform", "synthetic_rare_mask",
-    "corrupt_val_rows", "worker_init", "train_loader", "expand_path",
+    "TrainData",
+    "Labelled",
+    "ReportSkipped",
+    "build_data",
+    "hide_labels",
+    "with_transform",
+    "synthetic_rare_mask",
+    "corrupt_val_rows",
+    "worker_init",
+    "train_loader",
+    "expand_path",
 ]
 
 _SINGLE = DistContext(distributed=False, rank=0, world=1, device=torch.device("cpu"))
@@ -141,11 +150,17 @@ def _base_sets(cfg: TrainConfig, ctx: DistContext) -> tuple[MultiLabelImages, Mu
         return train, val, synthetic_rare_mask(root)
     if d.dataset == "coco":
         c = d.coco
-        return (CocoMultiLabel(_given(c.train_images), _given(c.train_annotations), t_train),
-                CocoMultiLabel(_given(c.val_images), _given(c.val_annotations), t_val), None)
+        return (
+            CocoMultiLabel(_given(c.train_images), _given(c.train_annotations), t_train),
+            CocoMultiLabel(_given(c.val_images), _given(c.val_annotations), t_val),
+            None,
+        )
     v = d.voc
-    return (VOCMultiLabel(_given(v.root), v.year, v.train_set, t_train),
-            VOCMultiLabel(_given(v.root), v.year, v.val_set, t_val), None)
+    return (
+        VOCMultiLabel(_given(v.root), v.year, v.train_set, t_train),
+        VOCMultiLabel(_given(v.root), v.year, v.val_set, t_val),
+        None,
+    )
 
 
 def build_data(cfg: TrainConfig, ctx: DistContext = _SINGLE) -> TrainData:
@@ -182,8 +197,9 @@ def build_data(cfg: TrainConfig, ctx: DistContext = _SINGLE) -> TrainData:
     return out
 
 
-def _skip_corrupt(data: TrainData, train_paths: list[str], val_paths: list[str], tr_idx: list[int],
-                  va_idx: list[int], image_size: int) -> None:
+def _skip_corrupt(
+    data: TrainData, train_paths: list[str], val_paths: list[str], tr_idx: list[int], va_idx: list[int], image_size: int
+) -> None:
     """``data.skip_corrupt``: a corrupt training image is replaced by the next intact one; a corrupt
     validation image by a blank one whose row is left out of the metrics (see :func:`corrupt_val_rows`)."""
     data.train = SkipCorrupt(data.train, [train_paths[i] for i in tr_idx])
@@ -223,7 +239,10 @@ class ReportSkipped:
 
 
 def train_loader(
-    dataset: Dataset, cfg: TrainConfig, ctx: DistContext, generator: torch.Generator,
+    dataset: Dataset,
+    cfg: TrainConfig,
+    ctx: DistContext,
+    generator: torch.Generator,
     collate: Callable[[list[Any]], Any] | None = None,
 ) -> tuple[DataLoader | ReportSkipped, DistributedSampler | None]:
     """The training loader (shuffled; under DDP each rank's share through a DistributedSampler) and that sampler.
@@ -233,12 +252,20 @@ def train_loader(
     """
     sampler: DistributedSampler[Any] | None = None
     if ctx.distributed:
-        sampler = DistributedSampler(dataset, num_replicas=ctx.world, rank=ctx.rank, shuffle=True,
-                                     seed=cfg.train.seed, drop_last=True)
+        sampler = DistributedSampler(
+            dataset, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=cfg.train.seed, drop_last=True
+        )
     loader: DataLoader | ReportSkipped = DataLoader(
-        dataset, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-        num_workers=cfg.data.workers, pin_memory=ctx.device.type == "cuda", worker_init_fn=worker_init,
-        generator=generator, collate_fn=collate,
+        dataset,
+        batch_size=cfg.train.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=cfg.data.workers,
+        pin_memory=ctx.device.type == "cuda",
+        worker_init_fn=worker_init,
+        generator=generator,
+        collate_fn=collate,
     )
     if cfg.data.skip_corrupt:
         loader = ReportSkipped(loader, dataset, ctx.log)  # type: ignore[arg-type]

@@ -140,8 +140,13 @@ def torch_settings(tc: TrainSection, device: torch.device) -> Iterator[None]:
     """Deterministic algorithms (``train.deterministic``: auto = on a CPU) and ``train.cpu_threads``
     for the duration of a run; torch's previous settings come back afterwards."""
     deterministic = (device.type == "cpu") if tc.deterministic == "auto" else bool(tc.deterministic)
-    prev = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.get_num_threads())
+    prev = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.get_num_threads(),
+    )
     try:
         if tc.cpu_threads is not None:
             torch.set_num_threads(tc.cpu_threads)

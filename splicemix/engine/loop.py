@@ -11,9 +11,9 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from splicemix.config import TrainConfig
 from splicemix.consistency import consistency_loss
 from splicemix.metrics import mean_average_precision, multilabel_f1
 from splicemix.mixing import SpliceMix
+from splicemix.models import MultiLabelNet
 from splicemix.plan import SplicePlan
 from splicemix.results import (
     CL_LOSS,
@@ -50,8 +51,18 @@ from .dist import DistContext
 from .optim import Optimization
 
 __all__ = [
-    "TrainingDiverged", "StepModule", "EpochStats", "epoch_seed", "seed_all", "seed_epoch", "train_one_epoch",
-    "predict", "subset_map", "evaluate", "format_line", "progress_enabled",
+    "TrainingDiverged",
+    "StepModule",
+    "EpochStats",
+    "epoch_seed",
+    "seed_all",
+    "seed_epoch",
+    "train_one_epoch",
+    "predict",
+    "subset_map",
+    "evaluate",
+    "format_line",
+    "progress_enabled",
 ]
 
 
@@ -84,6 +95,14 @@ def seed_epoch(seed: int, epoch: int, rank: int, load_gen: torch.Generator, mix_
     mix_gen.manual_seed(epoch_seed(seed, epoch, rank, 2))
 
 
+class Batches(Protocol):
+    """What an epoch iterates over: a DataLoader (or a wrapper) that knows its length."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
 # --------------------------------------------------------------------------- the step
 class StepModule(nn.Module):
     """The training forward as one module (what DDP wraps): returns (loss, cls_loss, cl_loss).
@@ -92,23 +111,29 @@ class StepModule(nn.Module):
     SpliceMix-CL (``cl``), the consistency loss from the same backbone pass.
     """
 
-    def __init__(self, net: nn.Module, cl: bool, cl_weight: float, cl_detach: bool) -> None:
+    def __init__(self, net: MultiLabelNet, cl: bool, cl_weight: float, cl_detach: bool) -> None:
         super().__init__()
         self.net = net
         self.cl, self.cl_weight, self.cl_detach = cl, cl_weight, cl_detach
 
-    def forward(self, images: torch.Tensor, targets: torch.Tensor,
-                plan: SplicePlan | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, targets: torch.Tensor, plan: SplicePlan | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.cl:
-            logits, fmap = self.net.forward_features(images)  # type: ignore[operator]
+            logits, fmap = self.net.forward_features(images)
         else:
             logits = self.net(images)
         cls_loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float())
         if self.cl and plan is not None and plan.num_mixed > 0:
             batch = plan.batch_size if plan.batch_size is not None else images.shape[0] - plan.num_mixed
             cl_loss = consistency_loss(
-                fmap, plan, self.net.pool, self.net.head, weight=self.cl_weight,  # type: ignore[arg-type]
-                regular_logits=logits[:batch], detach=self.cl_detach,
+                fmap,
+                plan,
+                self.net.pool,
+                self.net.head,
+                weight=self.cl_weight,
+                regular_logits=logits[:batch],
+                detach=self.cl_detach,
             ).float()
         else:
             cl_loss = cls_loss.new_zeros(())
@@ -151,8 +176,9 @@ class EpochStats:
         }
 
 
-def _on_device(batch: Any, mixer: SpliceMix | None, device: torch.device,
-               channels_last: bool) -> tuple[torch.Tensor, torch.Tensor, SplicePlan | None, int]:
+def _on_device(
+    batch: Any, mixer: SpliceMix | None, device: torch.device, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor, SplicePlan | None, int]:
     """A loader batch on ``device`` as (images, targets, plan, regular images); mixed when there is a mixer."""
     if mixer is not None:
         # a SpliceBatch: move its buffers as a whole, mix into the reserved rows
@@ -169,18 +195,31 @@ def _on_device(batch: Any, mixer: SpliceMix | None, device: torch.device,
     return images, targets, plan, regular
 
 
-def _with_progress(batches: Iterable[Any], desc: str | None) -> Iterable[Any]:
+def _with_progress(batches: Batches, desc: str | None) -> Iterable[Any]:
     if desc is None:
         return batches
     from tqdm import tqdm
 
-    return tqdm(batches, total=len(batches), file=sys.stderr, leave=False, desc=desc,  # type: ignore[arg-type]
-                dynamic_ncols=True)
+    return tqdm(
+        batches,
+        total=len(batches),
+        file=sys.stderr,
+        leave=False,
+        desc=desc,
+        dynamic_ncols=True,
+    )
 
 
-def train_one_epoch(step: nn.Module, net: nn.Module, batches: Iterable[Any], opt: Optimization,
-                    mixer: SpliceMix | None, ctx: DistContext, channels_last: bool = False,
-                    progress: str | None = None) -> EpochStats:
+def train_one_epoch(
+    step: nn.Module,
+    net: nn.Module,
+    batches: Batches,
+    opt: Optimization,
+    mixer: SpliceMix | None,
+    ctx: DistContext,
+    channels_last: bool = False,
+    progress: str | None = None,
+) -> EpochStats:
     """One pass over ``batches``: forward ``step`` (``net`` wrapped), backward, optimiser step per batch.
 
     ``progress``: a progress bar's title, or None for none.
@@ -195,9 +234,15 @@ def train_one_epoch(step: nn.Module, net: nn.Module, batches: Iterable[Any], opt
         with ctx.autocast():
             loss, _, cl_loss = step(images, targets, plan)
         lr = opt.step(loss, net.parameters())
-        sums += torch.stack([loss.detach().double(), cl_loss.double(), one,
-                             torch.tensor(float(images.shape[0]), dtype=torch.float64, device=ctx.device),
-                             torch.tensor(float(regular), dtype=torch.float64, device=ctx.device)])
+        sums += torch.stack(
+            [
+                loss.detach().double(),
+                cl_loss.double(),
+                one,
+                torch.tensor(float(images.shape[0]), dtype=torch.float64, device=ctx.device),
+                torch.tensor(float(regular), dtype=torch.float64, device=ctx.device),
+            ]
+        )
     ctx.synchronize()
     t_train = time.perf_counter() - t0
     loss_sum, cl_sum, n_batches, n_images, n_regular = ctx.sum_over_ranks(sums).tolist()
@@ -210,8 +255,13 @@ def predict(net: nn.Module, ds: Dataset, cfg: TrainConfig, ctx: DistContext) -> 
     """Sigmoid scores (N, K) for the whole of ``ds``, sharded over ranks and gathered."""
     n = len(ds)  # type: ignore[arg-type]
     idx = list(range(ctx.rank, n, ctx.world))
-    loader = DataLoader(Subset(ds, idx), batch_size=max(1, cfg.train.batch_size * 2), shuffle=False,
-                        num_workers=cfg.data.workers, pin_memory=ctx.device.type == "cuda")
+    loader = DataLoader(
+        Subset(ds, idx),
+        batch_size=max(1, cfg.train.batch_size * 2),
+        shuffle=False,
+        num_workers=cfg.data.workers,
+        pin_memory=ctx.device.type == "cuda",
+    )
     was_training = net.training
     net.eval()
     chunks = []
@@ -235,8 +285,7 @@ def predict(net: nn.Module, ds: Dataset, cfg: TrainConfig, ctx: DistContext) -> 
     return scores
 
 
-def subset_map(scores: np.ndarray, targets: np.ndarray, mask: np.ndarray,
-               ignore: np.ndarray | None) -> float | None:
+def subset_map(scores: np.ndarray, targets: np.ndarray, mask: np.ndarray, ignore: np.ndarray | None) -> float | None:
     """mAP (percent) over the images selected by ``mask``; None if undefined there."""
     if mask.sum() < 2:
         return None

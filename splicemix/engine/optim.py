@@ -45,10 +45,16 @@ def build_optimizer(cfg: TrainConfig, net: nn.Module) -> torch.optim.Optimizer:
     """SGD or AdamW over two groups: the backbone (``lr * optim.backbone_lr_factor``) and the head (``lr``)."""
     o = cfg.optim
     groups = [
-        {"params": [p for p in net.backbone_parameters() if p.requires_grad],  # type: ignore[operator]
-         "lr": o.lr * o.backbone_lr_factor, "name": "backbone"},
-        {"params": [p for p in net.head_parameters() if p.requires_grad],  # type: ignore[operator]
-         "lr": o.lr, "name": "head"},
+        {
+            "params": [p for p in net.backbone_parameters() if p.requires_grad],  # type: ignore[operator]
+            "lr": o.lr * o.backbone_lr_factor,
+            "name": "backbone",
+        },
+        {
+            "params": [p for p in net.head_parameters() if p.requires_grad],  # type: ignore[operator]
+            "lr": o.lr,
+            "name": "head",
+        },
     ]
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)

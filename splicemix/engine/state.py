@@ -28,8 +28,16 @@ from .rundir import RunDir
 __all__ = ["TrainState", "config_changes", "RESUME_FREE_KEYS"]
 
 #: settings a resumed run may change without a note in the log
-RESUME_FREE_KEYS = {("train", "resume"), ("train", "progress"), ("train", "epochs"), ("train", "out_dir"),
-                    ("train", "device"), ("train", "eval_every"), ("train", "cpu_threads"), ("data", "workers")}
+RESUME_FREE_KEYS = {
+    ("train", "resume"),
+    ("train", "progress"),
+    ("train", "epochs"),
+    ("train", "out_dir"),
+    ("train", "device"),
+    ("train", "eval_every"),
+    ("train", "cpu_threads"),
+    ("data", "workers"),
+}
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -144,5 +152,7 @@ class TrainState:
         ckpt = run.load_checkpoint()
         self.load_state_dict(ckpt, where=str(path))
         diffs = config_changes(ckpt.get("config", {}), cfg.model_dump(mode="json"))
-        log(f"resuming from {path} after epoch {self.epoch}"
-            + (f" (config changed: {'; '.join(diffs)})" if diffs else ""))
+        log(
+            f"resuming from {path} after epoch {self.epoch}"
+            + (f" (config changed: {'; '.join(diffs)})" if diffs else "")
+        )

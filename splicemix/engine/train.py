@@ -16,7 +16,7 @@ from torch import nn
 from splicemix.collate import SpliceCollate
 from splicemix.config import TrainConfig, config_to_yaml
 from splicemix.mixing import SpliceMix
-from splicemix.models import build_model
+from splicemix.models import MultiLabelNet, build_model
 
 from .data import TrainData, build_data, expand_path, train_loader
 from .dist import DistContext, torch_settings
@@ -75,8 +75,16 @@ def _run(cfg: TrainConfig, ctx: DistContext, report: Callable[[dict], None] | No
         seed_epoch(tc.seed, epoch, ctx.rank, load_gen, mix_gen)
         if sampler is not None:
             sampler.set_epoch(epoch)
-        stats = train_one_epoch(step, net, loader, opt, mixer, ctx, channels_last=tc.channels_last,
-                                progress=f"epoch {epoch + 1}/{tc.epochs}" if bar else None)
+        stats = train_one_epoch(
+            step,
+            net,
+            loader,
+            opt,
+            mixer,
+            ctx,
+            channels_last=tc.channels_last,
+            progress=f"epoch {epoch + 1}/{tc.epochs}" if bar else None,
+        )
         metrics = stats.metrics(epoch + 1, cfg.mix.method)  # raises TrainingDiverged
 
         t1 = time.perf_counter()
@@ -105,16 +113,28 @@ def _check_one_batch(n_train: int, batch_size: int, world: int) -> None:
         )
 
 
-def _model(cfg: TrainConfig, num_classes: int, device: torch.device) -> nn.Module:
-    net = build_model(cfg.model.name, num_classes, pretrained=expand_path(cfg.model.pretrained),
-                      image_size=cfg.data.image_size, pool=cfg.model.pool).to(device)
+def _model(cfg: TrainConfig, num_classes: int, device: torch.device) -> MultiLabelNet:
+    net = build_model(
+        cfg.model.name,
+        num_classes,
+        pretrained=expand_path(cfg.model.pretrained),
+        image_size=cfg.data.image_size,
+        pool=cfg.model.pool,
+    ).to(device)
     if cfg.train.channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net
 
 
-def _summary(cfg: TrainConfig, data: TrainData, net: nn.Module, mixer: SpliceMix | None, ctx: DistContext,
-             iters: int, run: RunDir) -> str:
+def _summary(
+    cfg: TrainConfig,
+    data: TrainData,
+    net: nn.Module,
+    mixer: SpliceMix | None,
+    ctx: DistContext,
+    iters: int,
+    run: RunDir,
+) -> str:
     """The run's first line: data, model, method, device and length."""
     n_params = sum(p.numel() for p in net.parameters())
     n_train, n_val = len(data.train), len(data.val)  # type: ignore[arg-type]
