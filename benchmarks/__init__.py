@@ -6,7 +6,7 @@ it in :data:`SUITES` (name -> run function) and ``--only NAME`` selects it.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch.utils.benchmark import Timer
@@ -17,8 +17,9 @@ from torch.utils.benchmark import Timer
 __all__ = ["interleaved", "wall"]
 
 
-def interleaved(fns: Mapping[str, Callable[[], object]], rounds: int, number: int = 1,
-                warmup: int = 1) -> dict[str, float]:
+def interleaved(
+    fns: Mapping[str, Callable[[], object]], rounds: int, number: int = 1, warmup: int = 1
+) -> dict[str, float]:
     """Median seconds per call of each function; ``rounds`` rounds of ``number`` calls each."""
     threads = torch.get_num_threads()
     timers = {k: Timer("f()", globals={"f": f}, num_threads=threads) for k, f in fns.items()}
