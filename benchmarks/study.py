@@ -55,7 +55,7 @@ def _gaps(history: list[dict]) -> list[float]:
         first_step = rows[0]["reported_at"] - rows[0]["epoch_time_s"]
         spans.append((first_step, rows[-1]["reported_at"]))
     spans.sort()
-    return [nxt[0] - prev[1] for prev, nxt in zip(spans, spans[1:])]
+    return [nxt[0] - prev[1] for prev, nxt in zip(spans, spans[1:], strict=False)]
 
 
 def _overhead(tmp: str, cache: str) -> list[Row]:
@@ -71,12 +71,19 @@ def _overhead(tmp: str, cache: str) -> list[Row]:
         gaps = _gaps(hist)
         setup = [t["setup_s"] for t in res.trials if t.get("setup_s") is not None]
         ours = _median(gaps)
-        rows.append(Row(SUITE, f"trial overhead, {label}", ours, unit="s",
-                        target=f"<= {target:g} s" if target else "",
-                        met=(ours <= target) if target else None,
-                        note=f"previous trial's last report -> next trial's first training step, one trial at a time, "
-                             f"median of {len(gaps)}; of which inside the trial function (config, data, model, "
-                             f"optimiser): {_median(setup):.2f} s"))
+        rows.append(
+            Row(
+                SUITE,
+                f"trial overhead, {label}",
+                ours,
+                unit="s",
+                target=f"<= {target:g} s" if target else "",
+                met=(ours <= target) if target else None,
+                note=f"previous trial's last report -> next trial's first training step, one trial at a time, "
+                f"median of {len(gaps)}; of which inside the trial function (config, data, model, "
+                f"optimiser): {_median(setup):.2f} s",
+            )
+        )
     return rows
 
 
@@ -86,23 +93,37 @@ def _trials_per_hour(tmp: str, cache: str, quick: bool) -> list[Row]:
         trials = pq.read_table(f"{given}/trials.parquet").to_pylist()
         hist = pq.read_table(f"{given}/history.parquet").to_pylist()
         # first trial's start to the last report (without Ray's start); no history: the trials' sum
-        wall = (max(h["reported_at"] for h in hist) - min(h["trial_started_at"] for h in hist) if hist
-                else sum(t.get("wall_time_s") or 0 for t in trials))
+        wall = (
+            max(h["reported_at"] for h in hist) - min(h["trial_started_at"] for h in hist)
+            if hist
+            else sum(t.get("wall_time_s") or 0 for t in trials)
+        )
         created = json.loads(Path(given, "provenance.json").read_text()).get("created")
         note = f"from {given} (created {created})"
     else:
         res = _study(str(ROOT / "search_spaces" / "ratio.yaml"), [], f"{tmp}/ratio", cache, smoke=quick)
         trials, wall = res.trials, res.wall_s
-        note = "search_spaces/ratio.yaml" + (" --smoke" if quick else "") + f", {wall / 60:.1f} min wall incl. Ray start"
+        note = (
+            "search_spaces/ratio.yaml" + (" --smoke" if quick else "") + f", {wall / 60:.1f} min wall incl. Ray start"
+        )
     n = len(trials)
-    return [Row(SUITE, "ratio.yaml trials per hour" + (" (--smoke)" if quick else ""), n / wall * 3600.0,
-                unit="trials/h", note=f"{n} trials; {note}")]
+    return [
+        Row(
+            SUITE,
+            "ratio.yaml trials per hour" + (" (--smoke)" if quick else ""),
+            n / wall * 3600.0,
+            unit="trials/h",
+            note=f"{n} trials; {note}",
+        )
+    ]
 
 
 def _curve(trials: list[dict], history: list[dict], epochs: int) -> list[tuple[int, float]]:
     """(epochs spent, best final mAP of fully trained trials so far), in order of the epochs' reports."""
     events = sorted(history, key=lambda h: h["reported_at"])
-    full = {t["trial_id"]: t["final_mAP"] for t in trials if t["epochs_run"] == epochs and t.get("final_mAP") is not None}
+    full = {
+        t["trial_id"]: t["final_mAP"] for t in trials if t["epochs_run"] == epochs and t.get("final_mAP") is not None
+    }
     spent, best, out = 0, float("-inf"), []
     for h in events:
         spent += 1
@@ -114,12 +135,20 @@ def _curve(trials: list[dict], history: list[dict], epochs: int) -> list[tuple[i
 
 def _efficiency(tmp: str, cache: str, quick: bool, out_dir: str | None) -> list[Row]:
     space = str(ROOT / "benchmarks" / "spaces" / "efficiency.yaml")
-    shrink = ["train.epochs=3", "space.optim.lr={grid: [0.001, 0.01]}", "space.mix.mixed_ratio={grid: [0.0, 0.5]}"] if quick else []
+    shrink = (
+        ["train.epochs=3", "space.optim.lr={grid: [0.001, 0.01]}", "space.mix.mixed_ratio={grid: [0.0, 0.5]}"]
+        if quick
+        else []
+    )
     epochs = 3 if quick else 8
     grid = _study(space, shrink, f"{tmp}/grid", cache)
     n_cfg = len(grid.trials)
-    tpe_over = shrink + ["search.algorithm=tpe", "search.scheduler=asha", f"search.num_samples={n_cfg}",
-                         "search.asha={grace_period: 1, reduction_factor: 3}"]
+    tpe_over = shrink + [
+        "search.algorithm=tpe",
+        "search.scheduler=asha",
+        f"search.num_samples={n_cfg}",
+        "search.asha={grace_period: 1, reduction_factor: 3}",
+    ]
     tpe = _study(space, tpe_over, f"{tmp}/tpe", cache)
     curves = {}
     for label, res in (("grid", grid), ("tpe_asha", tpe)):
@@ -139,11 +168,17 @@ def _efficiency(tmp: str, cache: str, quick: bool, out_dir: str | None) -> list[
                 w.writerows([(label, e, None if b == float("-inf") else round(b, 4)) for e, b in pts])
     frac = None if reach is None else reach / budget
     return [
-        Row(SUITE, "TPE+ASHA epochs to within 0.5 mAP of the grid's best", float(reach) if reach is not None else float("nan"),
-            reference=float(budget), unit="epochs", target="<= 0.4 x grid budget",
+        Row(
+            SUITE,
+            "TPE+ASHA epochs to within 0.5 mAP of the grid's best",
+            float(reach) if reach is not None else float("nan"),
+            reference=float(budget),
+            unit="epochs",
+            target="<= 0.4 x grid budget",
             met=(frac is not None and frac <= 0.4),
             note=f"grid best {grid_best:.2f} mAP over {n_cfg} configs x {epochs} epochs; TPE+ASHA best {tpe_best:.2f} "
-                 f"after {spent} epochs ({len(tpe.trials)} trials)" + ("" if reach is not None else "; never within 0.5")),
+            f"after {spent} epochs ({len(tpe.trials)} trials)" + ("" if reach is not None else "; never within 0.5"),
+        ),
     ]
 
 

@@ -41,9 +41,22 @@ from splicemix.config import (
     set_dotted,
 )
 
-__all__ = ["StudyError", "Param", "AshaSection", "SearchSection", "Resources", "StudySpec", "PARAM_KINDS",
-           "SMOKE_FIXED", "load_study", "base_config_dict", "materialize", "check_paths", "smoke",
-           "format_study_error"]
+__all__ = [
+    "StudyError",
+    "Param",
+    "AshaSection",
+    "SearchSection",
+    "Resources",
+    "StudySpec",
+    "PARAM_KINDS",
+    "SMOKE_FIXED",
+    "load_study",
+    "base_config_dict",
+    "materialize",
+    "check_paths",
+    "smoke",
+    "format_study_error",
+]
 
 PARAM_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 
@@ -130,9 +143,10 @@ class SearchSection(_Section):
         default="asha", description="ASHA early stopping, or FIFO (every trial runs to the end)"
     )
     num_samples: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="tpe / random: configurations to try (each once per seed; default 8); grid: repeats of the grid "
-                    "(default 1)",
+        "(default 1)",
     )
     metric: str = Field(default="mAP", description="reported metric to optimise (last epoch)")
     mode: Literal["max", "min"] = "max"
@@ -161,10 +175,11 @@ class Resources(_Section):
     backend: Literal["auto", "direct", "train"] = Field(
         default="auto",
         description="direct: run the loop inside the Tune trial (1 worker); train: a Ray Train TorchTrainer; "
-                    "auto: direct for 1 worker",
+        "auto: direct for 1 worker",
     )
     max_concurrent: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="trials at once; null = physical cores / CPUs per trial on a local Ray, unlimited on a cluster",
     )
     max_failures: int = Field(default=1, ge=0, description="retries of a failed trial from its last checkpoint")
@@ -277,9 +292,6 @@ def format_study_error(err: ValidationError, source: str) -> str:
     return format_validation_error(err, source, root=StudySpec)
 
 
-_format_error = format_study_error  # the former name (study.runner)
-
-
 def base_config_dict(spec: StudySpec, source: Path | None) -> dict[str, Any]:
     """The base training config (from ``spec.base``, relative to the study file) as a dict."""
     if spec.base is None:
@@ -369,8 +381,10 @@ class _TrialCheck:
         others = {k: v for k, v in self.probes.items() if k != key}
         if math.prod(len(v) for v in others.values()) > _MAX_COMBOS:
             others = {k: v[:1] for k, v in others.items()}
-        return all(self.error({**dict(zip(others, combo, strict=True)), key: value}) is not None
-                   for combo in itertools.product(*others.values()))
+        return all(
+            self.error({**dict(zip(others, combo, strict=True)), key: value}) is not None
+            for combo in itertools.product(*others.values())
+        )
 
 
 def _check_trials(spec: StudySpec, base: dict[str, Any], source: str) -> None:
@@ -386,8 +400,9 @@ def _check_trials(spec: StudySpec, base: dict[str, Any], source: str) -> None:
         for value in values:
             text = check.error({key: value})
             if text is not None and (len(spec.space) == 1 or check.fails_everywhere(key, value)):
-                raise StudyError(f"{source}: space.{key} value {fmt_value(value)} gives an invalid training config: "
-                                 f"{text}")
+                raise StudyError(
+                    f"{source}: space.{key} value {fmt_value(value)} gives an invalid training config: {text}"
+                )
     for params in _combos(spec):  # values that are fine alone but not together (a grid vs a searched batch size)
         text = check.error(params)
         if text is not None:
@@ -449,8 +464,11 @@ def _read_study(p: Path) -> dict[str, Any]:
     """The study file as a mapping, or a StudyError naming the file."""
     source = str(p)
     if not p.is_file():
-        raise StudyError(f"study file {source!r} not found" + (" (it is a directory)" if p.is_dir() else "")
-                         + "; expected a YAML search space such as search_spaces/ratio.yaml")
+        raise StudyError(
+            f"study file {source!r} not found"
+            + (" (it is a directory)" if p.is_dir() else "")
+            + "; expected a YAML search space such as search_spaces/ratio.yaml"
+        )
     try:
         raw = read_yaml(p)
     except ConfigError as e:
@@ -458,14 +476,17 @@ def _read_study(p: Path) -> dict[str, Any]:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise StudyError(f"{source}: expected a mapping (name, base, fixed, space, seeds, search, resources) at the "
-                         f"top level, got {type(raw).__name__}")
+        raise StudyError(
+            f"{source}: expected a mapping (name, base, fixed, space, seeds, search, resources) at the "
+            f"top level, got {type(raw).__name__}"
+        )
     for key in ("fixed", "space"):
         if isinstance(raw.get(key), dict):
             bad = [k for k in raw[key] if not isinstance(k, str)]
             if bad:
-                raise StudyError(f"{source}: {key} has non-text keys {bad}; expected dotted training keys like "
-                                 "optim.lr")
+                raise StudyError(
+                    f"{source}: {key} has non-text keys {bad}; expected dotted training keys like optim.lr"
+                )
     return raw
 
 

@@ -1,14 +1,18 @@
 """The result store: ``trials.parquet`` and ``history.parquet`` of one study, written with pyarrow.
 
+Column names come from :mod:`splicemix.results` (the ``final_`` / ``best_`` / ``cfg.`` prefixes, :class:`Status`).
+
 * ``trials.parquet``: one row per trial: ``trial_id``, ``status`` (completed | stopped (by the
   early-stopping scheduler) | diverged | error | running), ``message``, ``seed``,
   ``epochs_planned``, ``epochs_run``, ``wall_time_s``, ``setup_s`` (the trial function's start
-  to its first training step), ``launch_s`` (Tune launching the trial to its first training step), ``final_<metric>`` (last epoch), ``best_<metric>`` / ``best_epoch``, ``failures`` (Tune's
+  to its first training step), ``launch_s`` (Tune launching the trial to its first training
+  step), ``final_<metric>`` (last epoch), ``best_<metric>`` / ``best_epoch``, ``failures`` (Tune's
   retries of the trial) and ``resumed_from_epoch`` (the last checkpoint epoch an attempt of the
-  trial continued from, 0 = none), and the
-  trial's whole training config flattened as ``cfg.<dotted key>`` (lists as JSON text).
+  trial continued from, 0 = none), and the trial's whole training config flattened as
+  ``cfg.<dotted key>`` (:func:`splicemix.results.flatten_config`: lists and mappings as JSON text).
 * ``history.parquet``: one row per trial per epoch: ``trial_id``, ``seed``, the searched
-  ``cfg.<key>`` columns and every reported metric.
+  ``cfg.<key>`` columns and every reported metric. Epochs enter it one way,
+  :meth:`ResultStore.add_epoch` with each reported result.
 
 Both files carry the study's YAML, the git commit, the package versions, the command and the
 machine as schema metadata (key ``splicemix``; :func:`read_metadata`). Every write goes to a
@@ -27,22 +31,60 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-__all__ = ["ResultStore", "resolve_storage", "read_metadata", "flatten", "TRIALS_FILE", "HISTORY_FILE", "provenance"]
+from splicemix.results import BEST_EPOCH, CFG, DIVERGED, EPOCH, EPOCH_TIME_S, Status, best, cfg_column, final
+
+__all__ = [
+    "ResultStore",
+    "resolve_storage",
+    "read_metadata",
+    "flatten",
+    "TRIALS_FILE",
+    "HISTORY_FILE",
+    "provenance",
+    "RESTORED_EPOCHS",
+]
 
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
 META_KEY = b"splicemix"
+#: the result key under which an attempt that resumed from a checkpoint sends the epochs before it
+#: (JSON text of their metrics rows), once
+RESTORED_EPOCHS = "restored_epochs"
 # Tune's bookkeeping fields that say nothing about the training run
-_TUNE_NOISE = {"restored_epochs", "config", "done", "pid", "hostname", "node_ip", "date", "checkpoint_dir_name",
-               "checkpoint_path",
-               "time_since_restore", "iterations_since_restore", "timestamp", "should_checkpoint", "trial_id",
-               "experiment_tag"}
+_TUNE_NOISE = {
+    RESTORED_EPOCHS,
+    "config",
+    "done",
+    "pid",
+    "hostname",
+    "node_ip",
+    "date",
+    "checkpoint_dir_name",
+    "checkpoint_path",
+    "time_since_restore",
+    "iterations_since_restore",
+    "timestamp",
+    "should_checkpoint",
+    "trial_id",
+    "experiment_tag",
+}
+# numbers of the last epoch's row that are bookkeeping, not results (no final_<key> column)
+_NOT_FINAL = {
+    "seed",
+    EPOCH,
+    "trial_started_at",
+    "reported_at",
+    "training_iteration",
+    "time_this_iter_s",
+    "time_total_s",
+    "resumed_from_epoch",
+}
 
 
 def resolve_storage(uri: str) -> tuple[pafs.FileSystem, str, str]:
@@ -54,12 +96,17 @@ def resolve_storage(uri: str) -> tuple[pafs.FileSystem, str, str]:
     return pafs.LocalFileSystem(), path, path
 
 
-def _git_commit() -> Optional[str]:
+def _git_commit() -> str | None:
     root = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -83,18 +130,24 @@ def provenance(study_yaml: str, command: list[str]) -> dict[str, Any]:
         "versions": versions,
         "python": sys.version.split()[0],
         "command": command,
-        "machine": {"node": platform.node(), "platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count()},
+        "machine": {
+            "node": platform.node(),
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+        },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
-def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {dotted key: scalar}; lists / tuples / dicts in leaves become JSON text."""
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A plain nested dict (parsed YAML, a ``model_dump``) as ``{dotted key: scalar}``: non-empty mappings
+    with text keys are walked, other lists / tuples / dicts become JSON text. A typed config is
+    flattened by :func:`splicemix.results.flatten_config`, which knows its sections."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and all(isinstance(x, str) for x in v) and not key.endswith("mix.grids"):
+        if isinstance(v, dict) and v and all(isinstance(x, str) for x in v):
             out.update(flatten(v, key + "."))
         elif isinstance(v, (list, tuple, dict)):
             out[key] = json.dumps(v)
@@ -157,67 +210,85 @@ class ResultStore:
                 if target == "trials":
                     self.trials[r["trial_id"]] = r
                 else:
-                    self.history[(r["trial_id"], int(r["epoch"]))] = r
+                    self.history[(r["trial_id"], int(r[EPOCH]))] = r
         return len(self.trials)
 
     # -- collecting -----------------------------------------------------------------------
-    def add_epoch(self, trial_id: str, seed: int, params: dict, metrics: dict) -> None:
-        restored = metrics.get("restored_epochs")
-        if isinstance(restored, str) and restored:
-            # an attempt that resumed from a checkpoint sends the epochs before it once: keep those
-            # this driver never received (it or a worker was killed before they arrived)
-            for rec in json.loads(restored):
-                if "epoch" in rec and (trial_id, int(rec["epoch"])) not in self.history:
-                    self.add_epoch(trial_id, seed, params, rec)
-        if "epoch" not in metrics:
-            return
-        row = {"trial_id": trial_id, "seed": seed, **{f"cfg.{k}": _scalar(v) for k, v in params.items()}}
-        row.update({k: v for k, v in metrics.items()
-                    if isinstance(v, (int, float, str, bool)) and k not in _TUNE_NOISE
-                    and not k.startswith("cfg.") and "/" not in k})  # "config/..." columns of Tune's own records
-        self.history[(trial_id, int(metrics["epoch"]))] = row
+    def epochs_of(self, trial_id: str) -> list[dict]:
+        """The history rows of one trial, by epoch."""
+        return sorted((r for (t, _), r in self.history.items() if t == trial_id), key=lambda r: int(r[EPOCH]))
 
-    def set_trial(self, trial_id: str, status: str, message: str, seed: int, cfg_flat: dict, epochs_planned: int,
-                  last: dict, launched_at: Optional[float] = None, failures: Optional[int] = None) -> dict:
-        hist = sorted((r for (t, _), r in self.history.items() if t == trial_id), key=lambda r: int(r["epoch"]))
-        row: dict[str, Any] = {"trial_id": trial_id, "status": status, "message": message, "seed": seed,
-                               "epochs_planned": epochs_planned, "epochs_run": int(hist[-1]["epoch"]) if hist else 0}
-        if last.get("diverged"):  # the trial ended itself on a NaN / infinite loss (study.trial)
-            status, message = "diverged", str(last["diverged"])
-            row.update(status=status, message=message)
-        if status == "completed" and row["epochs_run"] < epochs_planned:
-            row["status"] = "stopped"
-            row["message"] = message or f"stopped early by the scheduler after {row['epochs_run']} of {epochs_planned} epochs"
-        row["wall_time_s"] = _float(last.get("time_total_s"))
-        first = hist[0] if hist else {}
-        row["setup_s"] = row["launch_s"] = None
-        if first.get("reported_at") and first.get("epoch_time_s") is not None:
-            first_step = float(first["reported_at"]) - float(first["epoch_time_s"])
-            if first.get("trial_started_at"):  # the trial's function began -> its first training step
-                row["setup_s"] = first_step - float(first["trial_started_at"])
-            if launched_at is not None:  # Tune launched the trial -> its first training step
-                row["launch_s"] = first_step - launched_at
+    def add_epoch(self, trial_id: str, seed: int, params: dict, metrics: dict) -> None:
+        """Record one reported result (the only way epochs enter the history): its epoch, and the
+        epochs before the checkpoint that an attempt resuming from one sends once
+        (:data:`RESTORED_EPOCHS`), those of them this store does not hold yet (the driver or a
+        worker was killed before they arrived)."""
+        for rec in _restored(metrics):
+            if (trial_id, int(rec[EPOCH])) not in self.history:
+                self._put_epoch(trial_id, seed, params, rec)
+        if EPOCH in metrics:
+            self._put_epoch(trial_id, seed, params, metrics)
+
+    def _put_epoch(self, trial_id: str, seed: int, params: dict, metrics: dict) -> None:
+        row = {"trial_id": trial_id, "seed": seed, **{cfg_column(k): _scalar(v) for k, v in params.items()}}
+        row.update(
+            {
+                k: v
+                for k, v in metrics.items()
+                if isinstance(v, (int, float, str, bool))
+                and k not in _TUNE_NOISE
+                and not k.startswith(CFG)
+                and "/" not in k
+            }
+        )  # "config/..." columns of Tune's own records
+        self.history[(trial_id, int(metrics[EPOCH]))] = row
+
+    def set_trial(
+        self,
+        trial_id: str,
+        status: Status | str,
+        message: str,
+        seed: int,
+        cfg_flat: dict,
+        epochs_planned: int,
+        last: dict,
+        launched_at: float | None = None,
+        failures: int | None = None,
+    ) -> dict:
+        """Record how a trial ended (``last``: its last result) and return its row."""
+        hist = self.epochs_of(trial_id)
+        epochs_run = int(hist[-1][EPOCH]) if hist else 0
+        status, message = _outcome(Status(status), message, last, epochs_run, epochs_planned)
+        row: dict[str, Any] = {
+            "trial_id": trial_id,
+            "status": status.value,
+            "message": message,
+            "seed": seed,
+            "epochs_planned": epochs_planned,
+            "epochs_run": epochs_run,
+            "wall_time_s": _float(last.get("time_total_s")),
+        }
+        row.update(_start_times(hist[0] if hist else {}, launched_at))
         if launched_at is None and trial_id in self.trials:
             row["launch_s"] = self.trials[trial_id].get("launch_s")
         if hist:
-            lastrow = hist[-1]
-            for k, v in lastrow.items():
-                if (isinstance(v, (int, float)) and not isinstance(v, bool) and not k.startswith("cfg.")
-                        and k not in ("seed", "epoch", "trial_started_at", "reported_at", "training_iteration",
-                                      "time_this_iter_s", "time_total_s", "resumed_from_epoch")):
-                    row[f"final_{k}"] = v
-            scored = [r for r in hist if isinstance(r.get(self.metric), (int, float)) and math.isfinite(r[self.metric])]
-            if scored:
-                pick = (max if self.mode == "max" else min)(scored, key=lambda r: r[self.metric])
-                row[f"best_{self.metric}"] = pick[self.metric]
-                row["best_epoch"] = int(pick["epoch"])
+            row.update(_finals(hist[-1]))
+            row.update(self._best(hist))
         # fault record: Tune-level retries of this trial, and the last epoch an attempt resumed
         # from (a Tune retry, a Ray Train worker-group restart or a --resume; 0 = never)
         row["failures"] = failures
         row["resumed_from_epoch"] = max((int(r.get("resumed_from_epoch") or 0) for r in hist), default=0)
-        row.update({f"cfg.{k}": v for k, v in cfg_flat.items()})
+        row.update({cfg_column(k): v for k, v in cfg_flat.items()})
         self.trials[trial_id] = row
         return row
+
+    def _best(self, hist: list[dict]) -> dict[str, Any]:
+        """``best_<metric>`` and ``best_epoch`` over the epochs with a finite metric (none without one)."""
+        scored = [r for r in hist if isinstance(r.get(self.metric), (int, float)) and math.isfinite(r[self.metric])]
+        if not scored:
+            return {}
+        pick = (max if self.mode == "max" else min)(scored, key=lambda r: r[self.metric])
+        return {best(self.metric): pick[self.metric], BEST_EPOCH: int(pick[EPOCH])}
 
     # -- writing --------------------------------------------------------------------------
     def flush(self) -> None:
@@ -228,17 +299,57 @@ class ResultStore:
         self._atomic_write(_table(history, self.meta), HISTORY_FILE)
 
     def _atomic_write(self, table: pa.Table, name: str) -> None:
-        final = f"{self.path}/{name}"
+        target = f"{self.path}/{name}"
         tmp = f"{self.path}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         pq.write_table(table, tmp, filesystem=self.fs)
-        self.fs.move(tmp, final)  # a rename on a local disk: readers see the old or the new file, never half
+        self.fs.move(tmp, target)  # a rename on a local disk: readers see the old or the new file, never half
+
+
+def _restored(metrics: dict) -> list[dict]:
+    """The epochs a resumed attempt sent with its first result (JSON text of metrics rows)."""
+    text = metrics.get(RESTORED_EPOCHS)
+    if not isinstance(text, str) or not text:
+        return []
+    return [rec for rec in json.loads(text) if EPOCH in rec]
+
+
+def _outcome(status: Status, message: str, last: dict, epochs_run: int, planned: int) -> tuple[Status, str]:
+    """The status a trial's row shows: ``diverged`` when its last result says so (study.trial ends a
+    run whose loss stopped being finite that way), ``stopped`` when it completed short of its epochs."""
+    if last.get(DIVERGED):
+        return Status.DIVERGED, str(last[DIVERGED])
+    if status == Status.COMPLETED and epochs_run < planned:
+        return Status.STOPPED, message or f"stopped early by the scheduler after {epochs_run} of {planned} epochs"
+    return status, message
+
+
+def _start_times(first: dict, launched_at: float | None) -> dict[str, float | None]:
+    """``setup_s`` (the trial function's start to its first training step) and ``launch_s`` (Tune
+    launching the trial to its first training step), from the first epoch's row."""
+    out: dict[str, float | None] = {"setup_s": None, "launch_s": None}
+    if first.get("reported_at") and first.get(EPOCH_TIME_S) is not None:
+        first_step = float(first["reported_at"]) - float(first[EPOCH_TIME_S])
+        if first.get("trial_started_at"):
+            out["setup_s"] = first_step - float(first["trial_started_at"])
+        if launched_at is not None:
+            out["launch_s"] = first_step - launched_at
+    return out
+
+
+def _finals(last_row: dict) -> dict[str, Any]:
+    """``final_<key>`` for every number of the last epoch's row (not the bookkeeping ones)."""
+    return {
+        final(k): v
+        for k, v in last_row.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.startswith(CFG) and k not in _NOT_FINAL
+    }
 
 
 def _scalar(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, (list, dict, tuple)) else v
 
 
-def _float(v: Any) -> Optional[float]:
+def _float(v: Any) -> float | None:
     try:
         f = float(v)
     except (TypeError, ValueError):

@@ -7,8 +7,9 @@
   ``train()``; ``TuneReportCallback`` forwards each epoch to Tune. This is Ray 2.60's Train V2
   pattern: the Tune trainable is a function that fits a trainer.
 
-Each epoch's checkpoint (the trainer's own ``checkpoint.pt``) is reported to Ray, so a retried
-or resumed trial continues from its last epoch (``train.resume``).
+Each epoch's checkpoint (the trainer's run directory, :class:`splicemix.engine.rundir.RunDir`) is
+reported to Ray, so a retried or resumed trial continues from its last epoch (``train.resume``).
+A run whose loss stops being finite ends its trial with a ``diverged`` result (not retried).
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from splicemix.config import TrainConfig
+from splicemix.engine.rundir import RunDir, last_epoch
+from splicemix.results import DIVERGED, EPOCH
 
+from .cluster import TRAIN_DIR, stored_checkpoint, trial_storage_dirs
 from .schema import StudySpec, materialize
 from .space import decode_params
+from .store import RESTORED_EPOCHS
 
 __all__ = ["run_trial", "trial_config", "prepare_data", "synthetic_root"]
 
@@ -39,7 +44,7 @@ def synthetic_root(cfg: TrainConfig, cache: str) -> str:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path):
+def _file_lock(path: Path) -> Iterator[None]:
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,8 +76,9 @@ def _under(workdir: str, path: str | None) -> str | None:
     return None if path is None else os.path.abspath(os.path.join(workdir, os.path.expanduser(path)))
 
 
-def trial_config(spec: StudySpec, base: dict, config: dict[str, Any], data_cache: str, out_dir: str,
-                 workdir: str) -> TrainConfig:
+def trial_config(
+    spec: StudySpec, base: dict, config: dict[str, Any], data_cache: str, out_dir: str, workdir: str
+) -> TrainConfig:
     """The full TrainConfig of the trial whose Tune config is ``config``.
 
     Relative paths (from the base config, ``fixed`` or the space) are taken relative to
@@ -94,111 +100,65 @@ def trial_config(spec: StudySpec, base: dict, config: dict[str, Any], data_cache
     return cfg.model_copy(update={"train": train, "data": data, "model": model})
 
 
-def _restore(out_dir: Path, checkpoint) -> bool:
-    """Copy the trainer's files out of a Ray checkpoint into ``out_dir``; True when one was there."""
-    if checkpoint is None:
-        return False
-    with checkpoint.as_directory() as d:
-        src = Path(d)
-        if not (src / "checkpoint.pt").is_file():
-            return False
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for f in src.iterdir():
-            if f.is_file():
-                shutil.copy2(f, out_dir / f.name)
-    return True
-
-
-def _stored_checkpoint(dirs: list[str]):
-    """The newest complete checkpoint a trial left in storage, as a Ray ``Checkpoint`` (or None).
-
-    After a killed driver, ``--resume`` can restart a trial without handing it a checkpoint:
-    Tune's experiment state was saved before the trial's last checkpoint was registered. The
-    checkpoints the trial wrote are still in its storage folders (``trial_<id>/checkpoint_*``,
-    and ``_train/<id>/checkpoint_*`` for Ray Train trials); the newest epoch whose
-    ``checkpoint.pt`` is a whole file (its zip directory reads) is used. A truncated one is skipped.
-    """
-    import zipfile
-
-    import pyarrow.fs as pafs
-    from ray.tune import Checkpoint
-
-    from .store import resolve_storage
-
-    best: tuple[int, Any] | None = None
-    for uri in dirs:
-        fs, path, _ = resolve_storage(uri)
-        try:
-            infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-        except OSError:
-            continue
-        for info in infos:
-            if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
-                continue
-            try:
-                with fs.open_input_stream(f"{info.path}/metrics.jsonl") as f:
-                    epoch = _last_epoch(_parse_metrics(f.read().decode()))
-                with fs.open_input_file(f"{info.path}/checkpoint.pt") as f:
-                    zipfile.ZipFile(f).close()  # torch.save writes a zip: a truncated file has no directory
-            except (OSError, ValueError, zipfile.BadZipFile):
-                continue
-            if epoch > 0 and (best is None or epoch > best[0]):
-                best = (epoch, Checkpoint(info.path, filesystem=fs))
-    return best[1] if best else None
-
-
-def _parse_metrics(text: str) -> list[dict]:
-    """The per-epoch rows of a metrics.jsonl text (scalar values only)."""
-    rows = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+def _scalars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if isinstance(v, (int, float, str, bool))} for r in rows]
 
 
-def _last_epoch(rows: list[dict]) -> int:
-    return max((int(r.get("epoch", 0)) for r in rows), default=0)
-
-
-def _resume(cfg: TrainConfig, checkpoint) -> tuple[TrainConfig, list[dict]]:
-    """Restore ``checkpoint`` into the run directory of ``cfg``: the config to train with
-    (``train.resume`` on when something was restored) and the restored epochs' metrics rows."""
-    out_dir = Path(cfg.train.out_dir)
-    if not _restore(out_dir, checkpoint):
+def _resume(cfg: TrainConfig, checkpoint: Any) -> tuple[TrainConfig, list[dict]]:
+    """Restore ``checkpoint`` (a Ray ``Checkpoint`` of the trainer's files, or None) into the run
+    directory of ``cfg``: the config to train with (``train.resume`` on when something was restored)
+    and the restored epochs' metrics rows (scalar values)."""
+    run = RunDir(cfg.train.out_dir)
+    if checkpoint is None:
         return cfg, []
+    with checkpoint.as_directory() as d:
+        if not run.restore_from(d):
+            return cfg, []
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})})
-    path = out_dir / "metrics.jsonl"
-    return cfg, (_parse_metrics(path.read_text()) if path.is_file() else [])
+    return cfg, _scalars(run.read_metrics())
 
 
-def _diverged(report_fn, metric: str, error: FloatingPointError) -> None:
+def _diverged(report_fn: Callable[..., None], metric: str, error: FloatingPointError) -> None:
     """Report a diverged run as a normal end: the metric is NaN (no searcher mistakes it for a
     score) and ``diverged`` carries the reason. Returning instead of raising means neither Tune
     nor Ray Train retries a run that would diverge again from its last checkpoint."""
-    report_fn({metric: float("nan"), "diverged": str(error)})
+    report_fn({metric: float("nan"), DIVERGED: str(error)})
 
 
-def _reporter(report_fn, checkpoint_cls, out_dir: Path, every: int, epochs: int, is_main: bool, started: float,
-              world_size: int = 1, restored: list[dict] = ()):  # type: ignore[assignment]
-    resumed_from = _last_epoch(list(restored))
-    restored = list(restored) if is_main else []
+def _reporter(
+    report_fn: Callable[..., None],
+    checkpoint_cls: Any,
+    out_dir: Path,
+    every: int,
+    epochs: int,
+    is_main: bool,
+    started: float,
+    world_size: int = 1,
+    restored: Sequence[dict] = (),
+) -> Callable[[dict], None]:
+    """The ``report`` the trainer calls after every epoch: the metrics plus the trial's bookkeeping
+    to Ray, with the run's files as a checkpoint every ``every`` epochs and at the last (rank 0 only)."""
+    resumed_from = last_epoch(list(restored))
+    pending = list(restored) if is_main else []
+    run = RunDir(out_dir)
 
     def report(metrics: dict) -> None:
         m = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
         m["world_size"] = world_size
         m["resumed_from_epoch"] = resumed_from  # > 0: this attempt continued from a checkpoint
-        if restored:  # once per attempt: the epochs before the checkpoint, which the driver may
+        if pending:  # once per attempt: the epochs before the checkpoint, which the driver may
             # never have received (a worker or the driver died first); study.store fills them in
-            m["restored_epochs"] = json.dumps(restored)
-            restored.clear()
+            m[RESTORED_EPOCHS] = json.dumps(pending)
+            pending.clear()
         m["trial_started_at"] = started
         m["reported_at"] = time.time()
-        epoch = int(metrics.get("epoch", 0))
-        if is_main and (epoch % every == 0 or epoch == epochs):
-            with tempfile.TemporaryDirectory(prefix="splicemix-ckpt-") as tmp:
-                for name in ("checkpoint.pt", "metrics.jsonl", "config.yaml"):
-                    if (out_dir / name).is_file():
-                        shutil.copy2(out_dir / name, Path(tmp) / name)
-                report_fn(m, checkpoint=checkpoint_cls.from_directory(tmp))
-        else:
+        epoch = int(metrics.get(EPOCH, 0))
+        if not (is_main and (epoch % every == 0 or epoch == epochs)):
             report_fn(m)
+            return
+        with tempfile.TemporaryDirectory(prefix="splicemix-ckpt-") as tmp:
+            run.copy_to(tmp)
+            report_fn(m, checkpoint=checkpoint_cls.from_directory(tmp))
 
     return report
 
@@ -216,33 +176,42 @@ def _train_worker_loop(loop_config: dict) -> None:
     if rank:  # only rank 0 writes files; every rank restores a checkpoint into its own folder
         out = Path(cfg.train.out_dir) / f"rank{rank}"
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"out_dir": str(out)})})
-    # a retry inside this Ray Train run, else the checkpoint of the Tune trial being resumed
     # the newest whole checkpoint this trial stored (covers one that was written but not yet
     # registered when a worker died), else Ray Train's, else the one the Tune trial was given
-    checkpoint = (_stored_checkpoint(loop_config.get("stored", [])) or ray.train.get_checkpoint()
-                  or loop_config.get("checkpoint"))
+    checkpoint = (
+        stored_checkpoint(loop_config.get("stored", [])) or ray.train.get_checkpoint() or loop_config.get("checkpoint")
+    )
     cfg, restored = _resume(cfg, checkpoint)
     prepare_data(cfg)  # every node needs the data; the file lock makes one process per node generate it
-    report = _reporter(ray.train.report, Checkpoint, Path(cfg.train.out_dir), loop_config["every"],
-                       cfg.train.epochs, rank == 0, loop_config["started"], ctx.get_world_size(), restored)
+    report = _reporter(
+        ray.train.report,
+        Checkpoint,
+        Path(cfg.train.out_dir),
+        loop_config["every"],
+        cfg.train.epochs,
+        rank == 0,
+        loop_config["started"],
+        ctx.get_world_size(),
+        restored,
+    )
     try:
         train(cfg, report=report)
     except FloatingPointError as e:  # raised on every rank at once: the check is on the all-reduced loss
         _diverged(ray.train.report, loop_config["metric"], e)
-    shutil.rmtree(cfg.train.out_dir, ignore_errors=True)
+    RunDir(cfg.train.out_dir).remove()
 
 
-def run_trial(config: dict[str, Any], spec_json: str, base: dict, data_cache: str, train_storage: str, use_gpu: bool,
-              workdir: str, study_uri: str | None = None) -> None:
+def run_trial(
+    config: dict[str, Any], spec_json: str, base: dict, data_cache: str, use_gpu: bool, workdir: str, study_uri: str
+) -> None:
     """The Tune trainable (a function): one training run of the configuration ``config``.
 
     It continues from Tune's checkpoint of the trial (a retry after a failure, or a resumed
     study), else from the newest checkpoint the trial left in ``study_uri`` (a study resumed
-    after its driver was killed before Tune registered that checkpoint)."""
+    after its driver was killed before Tune registered that checkpoint). A run whose loss stops
+    being finite (``FloatingPointError``, of which ``splicemix.train.TrainingDiverged`` is one)
+    ends the trial with a ``diverged`` result instead of an error."""
     import ray.tune as tune
-    from ray.tune import Checkpoint
-
-    from splicemix.train import train
 
     started = time.time()
     spec = StudySpec.model_validate_json(spec_json)
@@ -252,38 +221,76 @@ def run_trial(config: dict[str, Any], spec_json: str, base: dict, data_cache: st
     cfg = trial_config(spec, base, config, data_cache, str(out_dir), workdir)
     if not use_gpu:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})})
-    every = spec.resources.checkpoint_every
-    stored = [f"{study_uri}/trial_{trial_id}", f"{train_storage}/{trial_id}"] if study_uri else []
-    checkpoint = tune.get_checkpoint() or _stored_checkpoint(stored)
+    stored = trial_storage_dirs(study_uri, trial_id)
+    checkpoint = tune.get_checkpoint() or stored_checkpoint(stored)
+    if spec.use_train_backend():
+        _fit_trainer(spec, cfg, checkpoint, stored, started, use_gpu, f"{study_uri}/{TRAIN_DIR}", trial_id)
+    else:
+        _train_here(spec, cfg, checkpoint, started)
 
-    if not spec.use_train_backend():
-        cfg, restored = _resume(cfg, checkpoint)
-        prepare_data(cfg)
-        try:
-            train(cfg, report=_reporter(tune.report, Checkpoint, out_dir, every, cfg.train.epochs, True, started,
-                                        restored=restored))
-        except FloatingPointError as e:
-            _diverged(tune.report, spec.search.metric, e)
-        shutil.rmtree(out_dir, ignore_errors=True)  # every epoch's files went to Ray's storage with its checkpoint
-        return
 
+def _train_here(spec: StudySpec, cfg: TrainConfig, checkpoint: Any, started: float) -> None:
+    """The direct path: train() in the Tune trial's own process."""
+    import ray.tune as tune
+    from ray.tune import Checkpoint
+
+    from splicemix.train import train
+
+    cfg, restored = _resume(cfg, checkpoint)
+    prepare_data(cfg)
+    out_dir = Path(cfg.train.out_dir)
+    report = _reporter(
+        tune.report,
+        Checkpoint,
+        out_dir,
+        spec.resources.checkpoint_every,
+        cfg.train.epochs,
+        True,
+        started,
+        restored=restored,
+    )
+    try:
+        train(cfg, report=report)
+    except FloatingPointError as e:
+        _diverged(tune.report, spec.search.metric, e)
+    RunDir(out_dir).remove()  # every epoch's files went to Ray's storage with its checkpoint
+
+
+def _fit_trainer(
+    spec: StudySpec,
+    cfg: TrainConfig,
+    checkpoint: Any,
+    stored: list[str],
+    started: float,
+    use_gpu: bool,
+    train_storage: str,
+    trial_id: str,
+) -> None:
+    """The Ray Train path: a TorchTrainer over ``resources.num_workers`` DDP workers, each epoch
+    forwarded to this Tune trial by ``TuneReportCallback`` (Ray 2.60's Train V2 pattern)."""
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     r = spec.resources
+    callbacks: list[Any] = [TuneReportCallback()]  # a Train V2 callback; Ray's annotation names the V1 base class
     trainer = TorchTrainer(
         _train_worker_loop,
-        train_loop_config={"cfg": cfg.model_dump(mode="json"), "every": every, "started": started,
-                           "checkpoint": checkpoint, "metric": spec.search.metric,
-                           "stored": stored},
+        train_loop_config={
+            "cfg": cfg.model_dump(mode="json"),
+            "every": r.checkpoint_every,
+            "started": started,
+            "checkpoint": checkpoint,
+            "metric": spec.search.metric,
+            "stored": stored,
+        },
         scaling_config=ray.train.ScalingConfig(
             num_workers=r.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": r.cpus_per_worker}
         ),
         run_config=ray.train.RunConfig(
             name=trial_id,
             storage_path=train_storage,
-            callbacks=[TuneReportCallback()],
+            callbacks=callbacks,
             failure_config=ray.train.FailureConfig(max_failures=r.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
         ),

@@ -8,13 +8,13 @@ import pytest
 @pytest.fixture(scope="module")
 def ray_local():
     """One local Ray (8 logical CPUs, loopback only) per test module, started on first use."""
-    import ray
+    from study.cluster import init_ray
 
-    from study.run import _init_ray
-
-    started = _init_ray(None, 8, False, False)
+    started = init_ray(None, 8, False, False)  # sets Ray's environment variables before importing it
     yield
     if started:
+        import ray
+
         ray.shutdown()
 
 

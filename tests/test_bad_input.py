@@ -46,14 +46,18 @@ DEAD = ["--address", f"127.0.0.1:{_free_port()}", "--connect-timeout", "2"]  # t
 def _run(module: str, *args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "CI": "true"}
     env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def study(tmp: Path, *args: str, safety: bool = True) -> subprocess.CompletedProcess:
     """``safety``: a dead --address, checked after the study file and the data paths."""
-    extra = ([] if "--storage" in args else ["--storage", str(tmp / "studies")]) + ["--data-cache", str(tmp / "cache"),
-                                                                                   "--quiet"]
+    extra = ([] if "--storage" in args else ["--storage", str(tmp / "studies")]) + [
+        "--data-cache",
+        str(tmp / "cache"),
+        "--quiet",
+    ]
     return _run("study.run", *args, *extra, *(DEAD if safety else []), cwd=tmp)
 
 
@@ -73,20 +77,25 @@ def inproc(tmp_path, monkeypatch, capsys):
     """``inproc("study.run" | "splicemix.train", *args)``: that CLI's main() in this process,
     in tmp_path, as a CompletedProcess; Ray may not start."""
     import splicemix.train as train_mod
+    import study.cluster as cluster_mod
     import study.run as run_mod
 
     def no_ray(*a, **k):
         raise AssertionError("the study would have started Ray: the bad input was not caught")
 
-    monkeypatch.setattr(run_mod, "_init_ray", no_ray)
+    monkeypatch.setattr(cluster_mod, "init_ray", no_ray)
     monkeypatch.chdir(tmp_path)
 
     def call(module: str, *args: str) -> subprocess.CompletedProcess:
         capsys.readouterr()
         if module == "study.run":
             main = run_mod.main
-            args = (*args, *([] if "--storage" in args else ["--storage", str(tmp_path / "studies")]),
-                    *([] if "--data-cache" in args else ["--data-cache", str(tmp_path / "cache")]), "--quiet")
+            args = (
+                *args,
+                *([] if "--storage" in args else ["--storage", str(tmp_path / "studies")]),
+                *([] if "--data-cache" in args else ["--data-cache", str(tmp_path / "cache")]),
+                "--quiet",
+            )
         else:
             main, args = train_mod.main, (*args, "--no-progress")
         try:
@@ -137,7 +146,9 @@ def test_malformed_study_yaml_names_file_line_column(tmp_path):
 
 def test_malformed_training_config_names_file_line_column(tmp_path, inproc):
     p = write(tmp_path, "train:\n  epochs: 3\n  batch_size: [1,\n", "cfg.yaml")
-    assert_bad(trainer(tmp_path, "--config", str(p), "--print-config"), "cfg.yaml", "line 4, column 1", "not valid YAML")
+    assert_bad(
+        trainer(tmp_path, "--config", str(p), "--print-config"), "cfg.yaml", "line 4, column 1", "not valid YAML"
+    )
     # the same file as a study's base: the study names it too
     s = write(tmp_path, f"name: x\nbase: {p}\n{OK_SPACE}")
     assert_bad(inproc("study.run", str(s)), "cfg.yaml", "line 4", "not valid YAML")
@@ -159,16 +170,27 @@ def test_not_utf8_and_not_a_mapping(tmp_path, inproc):
 
 
 # =========================================================================== 2. unknown keys
-@pytest.mark.parametrize("body, needles", [
-    ("serch: {}\n" + OK_SPACE, ["unknown key 'serch'", "did you mean 'search'", "expected one of", "resources"]),
-    ("search: {algoritm: grid}\n" + OK_SPACE, ["unknown key 'search.algoritm'", "did you mean 'search.algorithm'",
-                                               "scheduler"]),
-    ("resources: {num_worker: 2}\n" + OK_SPACE, ["unknown key 'resources.num_worker'", "num_workers"]),
-    ("fixed: {optim.lrr: 0.1}\nspace: {mix.prob: {grid: [0.5]}}\n", ["fixed", "unknown key 'optim.lrr'",
-                                                                    "did you mean 'optim.lr'", "momentum"]),
-    ("space: {optim.lrr: {grid: [0.1]}}\n", ["space.optim.lrr", "unknown key 'optim.lrr'", "did you mean 'optim.lr'"]),
-    ("space: {optim.lr: {gird: [0.1]}}\n", ["unknown key 'space.optim.lr.gird'", "did you mean", "grid"]),
-], ids=["top", "search", "resources", "fixed-dotted", "space-dotted", "param-kind"])
+@pytest.mark.parametrize(
+    "body, needles",
+    [
+        ("serch: {}\n" + OK_SPACE, ["unknown key 'serch'", "did you mean 'search'", "expected one of", "resources"]),
+        (
+            "search: {algoritm: grid}\n" + OK_SPACE,
+            ["unknown key 'search.algoritm'", "did you mean 'search.algorithm'", "scheduler"],
+        ),
+        ("resources: {num_worker: 2}\n" + OK_SPACE, ["unknown key 'resources.num_worker'", "num_workers"]),
+        (
+            "fixed: {optim.lrr: 0.1}\nspace: {mix.prob: {grid: [0.5]}}\n",
+            ["fixed", "unknown key 'optim.lrr'", "did you mean 'optim.lr'", "momentum"],
+        ),
+        (
+            "space: {optim.lrr: {grid: [0.1]}}\n",
+            ["space.optim.lrr", "unknown key 'optim.lrr'", "did you mean 'optim.lr'"],
+        ),
+        ("space: {optim.lr: {gird: [0.1]}}\n", ["unknown key 'space.optim.lr.gird'", "did you mean", "grid"]),
+    ],
+    ids=["top", "search", "resources", "fixed-dotted", "space-dotted", "param-kind"],
+)
 def test_unknown_study_keys(tmp_path, inproc, body, needles):
     assert_bad(inproc("study.run", space_file(tmp_path, body)), "s.yaml", *needles)
 
@@ -186,20 +208,32 @@ def test_unknown_key_from_set(tmp_path, inproc):
 
 def test_unknown_training_keys(tmp_path, inproc):
     p = write(tmp_path, "optim:\n  lrr: 0.1\n", "cfg.yaml")
-    assert_bad(trainer(tmp_path, "--config", str(p), "--print-config"), "cfg.yaml", "unknown key 'optim.lrr'",
-               "did you mean 'optim.lr'", "momentum")
-    assert_bad(inproc("splicemix.train", "--set", "trian.epochs=3", "--print-config"), "unknown key 'trian'",
-               "did you mean 'train'")
+    assert_bad(
+        trainer(tmp_path, "--config", str(p), "--print-config"),
+        "cfg.yaml",
+        "unknown key 'optim.lrr'",
+        "did you mean 'optim.lr'",
+        "momentum",
+    )
+    assert_bad(
+        inproc("splicemix.train", "--set", "trian.epochs=3", "--print-config"),
+        "unknown key 'trian'",
+        "did you mean 'train'",
+    )
 
 
 # =========================================================================== 3. wrong types
-@pytest.mark.parametrize("body, needles", [
-    ('fixed: {train.epochs: "ten"}\n' + OK_SPACE, ["fixed", "train.epochs", "'ten'", "integer"]),
-    ("seeds: 3\n" + OK_SPACE, ["seeds = 3", "list"]),
-    ("space: {optim.lr: {grid: 5}}\n", ["space.optim.lr.grid = 5", "list"]),
-    ("search: {num_samples: many}\n" + OK_SPACE, ["search.num_samples = 'many'", "integer"]),
-    ("resources: {use_gpu: maybe}\n" + OK_SPACE, ["resources.use_gpu = 'maybe'"]),
-], ids=["epochs-text", "seeds-int", "grid-int", "num-samples", "use-gpu"])
+@pytest.mark.parametrize(
+    "body, needles",
+    [
+        ('fixed: {train.epochs: "ten"}\n' + OK_SPACE, ["fixed", "train.epochs", "'ten'", "integer"]),
+        ("seeds: 3\n" + OK_SPACE, ["seeds = 3", "list"]),
+        ("space: {optim.lr: {grid: 5}}\n", ["space.optim.lr.grid = 5", "list"]),
+        ("search: {num_samples: many}\n" + OK_SPACE, ["search.num_samples = 'many'", "integer"]),
+        ("resources: {use_gpu: maybe}\n" + OK_SPACE, ["resources.use_gpu = 'maybe'"]),
+    ],
+    ids=["epochs-text", "seeds-int", "grid-int", "num-samples", "use-gpu"],
+)
 def test_wrong_types(tmp_path, inproc, body, needles):
     assert_bad(inproc("study.run", space_file(tmp_path, body)), "s.yaml", *needles)
 
@@ -210,8 +244,9 @@ def test_wrong_types_cli(tmp_path):
 
 
 def test_wrong_types_training_cli(tmp_path, inproc):
-    assert_bad(inproc("splicemix.train", "--set", "train.epochs=ten", "--print-config"), "train.epochs", "'ten'",
-               "integer")
+    assert_bad(
+        inproc("splicemix.train", "--set", "train.epochs=ten", "--print-config"), "train.epochs", "'ten'", "integer"
+    )
 
 
 def test_wrong_command_line_numbers(tmp_path, inproc):
@@ -222,17 +257,27 @@ def test_wrong_command_line_numbers(tmp_path, inproc):
 
 
 # =========================================================================== 4. impossible grids
-@pytest.mark.parametrize("body, needles", [
-    ('fixed: {mix.grids: ["2x2-4"]}\n' + OK_SPACE, ["fixed", "mix.grids", "2x2-4", "drops 4 cells but it has 4"]),
-    ('space: {mix.grids: {grid: ["2y2"]}}\n', ["space.mix.grids value '2y2'", "malformed grid"]),
-    ('space: {mix.grids: {choice: ["0x3", "2x2"]}}\nsearch: {algorithm: tpe, scheduler: fifo}\n',
-     ["space.mix.grids value '0x3'", "rows and cols must be between 1 and 16"]),
-    ("space: {mix.grids: {grid: [0x3]}}\n", ["space.mix.grids value '0x3'"]),  # unquoted: still the text 0x3
-    ('fixed: {mix.grids: ["3x3"], train.batch_size: 4}\n' + OK_SPACE, ["fixed", "3x3", "train.batch_size 4",
-                                                                       "at least 9 images"]),
-    ('space: {mix.grids: {grid: ["3x3", "2x2"]}, train.batch_size: {grid: [4, 16]}}\n',
-     ["space.mix.grids = '3x3'", "space.train.batch_size = 4", "together", "at least 9 images"]),
-], ids=["drops", "unparsable", "zero-rows", "zero-rows-unquoted", "cells-vs-batch", "cells-vs-searched-batch"])
+@pytest.mark.parametrize(
+    "body, needles",
+    [
+        ('fixed: {mix.grids: ["2x2-4"]}\n' + OK_SPACE, ["fixed", "mix.grids", "2x2-4", "drops 4 cells but it has 4"]),
+        ('space: {mix.grids: {grid: ["2y2"]}}\n', ["space.mix.grids value '2y2'", "malformed grid"]),
+        (
+            'space: {mix.grids: {choice: ["0x3", "2x2"]}}\nsearch: {algorithm: tpe, scheduler: fifo}\n',
+            ["space.mix.grids value '0x3'", "rows and cols must be between 1 and 16"],
+        ),
+        ("space: {mix.grids: {grid: [0x3]}}\n", ["space.mix.grids value '0x3'"]),  # unquoted: still the text 0x3
+        (
+            'fixed: {mix.grids: ["3x3"], train.batch_size: 4}\n' + OK_SPACE,
+            ["fixed", "3x3", "train.batch_size 4", "at least 9 images"],
+        ),
+        (
+            'space: {mix.grids: {grid: ["3x3", "2x2"]}, train.batch_size: {grid: [4, 16]}}\n',
+            ["space.mix.grids = '3x3'", "space.train.batch_size = 4", "together", "at least 9 images"],
+        ),
+    ],
+    ids=["drops", "unparsable", "zero-rows", "zero-rows-unquoted", "cells-vs-batch", "cells-vs-searched-batch"],
+)
 def test_impossible_grids_in_the_file(tmp_path, inproc, body, needles):
     assert_bad(inproc("study.run", space_file(tmp_path, body)), "s.yaml", *needles)
 
@@ -242,11 +287,15 @@ def test_impossible_grid_cli(tmp_path):
     assert_bad(r, "s.yaml", "space.mix.grids value '2x2-4'", "drops 4 cells but it has 4")
 
 
-@pytest.mark.parametrize("sets, needles", [
-    (["mix.grids=[2x2-4]"], ["mix.grids", "2x2-4", "drops 4 cells"]),
-    (["space.mix.grids={grid: [2y2]}"], ["space.mix.grids value '2y2'", "malformed grid"]),
-    (["train.batch_size=4", "mix.grids=[3x3]"], ["3x3", "train.batch_size 4"]),
-], ids=["drops", "unparsable-in-space", "cells-vs-batch"])
+@pytest.mark.parametrize(
+    "sets, needles",
+    [
+        (["mix.grids=[2x2-4]"], ["mix.grids", "2x2-4", "drops 4 cells"]),
+        (["space.mix.grids={grid: [2y2]}"], ["space.mix.grids value '2y2'", "malformed grid"]),
+        (["train.batch_size=4", "mix.grids=[3x3]"], ["3x3", "train.batch_size 4"]),
+    ],
+    ids=["drops", "unparsable-in-space", "cells-vs-batch"],
+)
 def test_impossible_grids_from_set(tmp_path, inproc, sets, needles):
     args = [a for s in sets for a in ("--set", s)]
     # a second searched key first in the file: the error must still blame mix.grids
@@ -254,12 +303,16 @@ def test_impossible_grids_from_set(tmp_path, inproc, sets, needles):
     assert_bad(inproc("study.run", p, *args), *needles)
 
 
-@pytest.mark.parametrize("sets, needles", [
-    (["mix.grids=[2x2-4]"], ["--set mix.grids=[2x2-4]", "drops 4 cells"]),
-    (["mix.grids=[0x3]"], ["0x3", "rows and cols must be between 1 and 16"]),
-    (["mix.grids=[2y2]"], ["malformed grid '2y2'"]),
-    (["train.batch_size=4", "mix.grids=[3x3]"], ["3x3", "train.batch_size 4"]),
-], ids=["drops", "zero-rows", "unparsable", "cells-vs-batch"])
+@pytest.mark.parametrize(
+    "sets, needles",
+    [
+        (["mix.grids=[2x2-4]"], ["--set mix.grids=[2x2-4]", "drops 4 cells"]),
+        (["mix.grids=[0x3]"], ["0x3", "rows and cols must be between 1 and 16"]),
+        (["mix.grids=[2y2]"], ["malformed grid '2y2'"]),
+        (["train.batch_size=4", "mix.grids=[3x3]"], ["3x3", "train.batch_size 4"]),
+    ],
+    ids=["drops", "zero-rows", "unparsable", "cells-vs-batch"],
+)
 def test_impossible_grids_training_cli(tmp_path, inproc, sets, needles):
     assert_bad(inproc("splicemix.train", "--set", *sets, "--print-config"), *needles)
 
@@ -269,13 +322,17 @@ def test_impossible_grid_training_cli_subprocess(tmp_path):
 
 
 # =========================================================================== 5. empty search space
-@pytest.mark.parametrize("body, needles", [
-    ("space: {}\n", ["space is empty and no seeds are given", "seeds: [0, 1, 2]"]),
-    ("space: {optim.lr: {grid: []}}\n", ["space.optim.lr", "grid is empty"]),
-    ("space: {optim.lr: {choice: []}}\nsearch: {algorithm: tpe, scheduler: fifo}\n", ["choice is empty"]),
-    ("space: {}\nseeds: [0, 1]\nsearch: {algorithm: tpe}\n", ["space is empty", "'tpe' has nothing to search"]),
-    ("seeds: []\n" + OK_SPACE, ["seeds = []", "at least one seed"]),
-], ids=["no-space-no-seeds", "empty-grid", "empty-choice", "empty-space-tpe", "no-seeds"])
+@pytest.mark.parametrize(
+    "body, needles",
+    [
+        ("space: {}\n", ["space is empty and no seeds are given", "seeds: [0, 1, 2]"]),
+        ("space: {optim.lr: {grid: []}}\n", ["space.optim.lr", "grid is empty"]),
+        ("space: {optim.lr: {choice: []}}\nsearch: {algorithm: tpe, scheduler: fifo}\n", ["choice is empty"]),
+        ("space: {}\nseeds: [0, 1]\nsearch: {algorithm: tpe}\n", ["space is empty", "'tpe' has nothing to search"]),
+        ("seeds: []\n" + OK_SPACE, ["seeds = []", "at least one seed"]),
+    ],
+    ids=["no-space-no-seeds", "empty-grid", "empty-choice", "empty-space-tpe", "no-seeds"],
+)
 def test_empty_space_errors(tmp_path, inproc, body, needles):
     assert_bad(inproc("study.run", space_file(tmp_path, body)), "s.yaml", *needles)
 
@@ -296,16 +353,24 @@ def test_empty_space_with_seeds_is_one_configuration_per_seed(tmp_path):
 
 
 # =========================================================================== 6. data paths
-COCO_FIXED = ("fixed:\n  data.dataset: coco\n  data.coco.train_images: {d}/train2014\n"
-              "  data.coco.train_annotations: {d}/instances_train.json\n  data.coco.val_images: {d}/val2014\n"
-              "  data.coco.val_annotations: {d}/instances_val.json\n")
+COCO_FIXED = (
+    "fixed:\n  data.dataset: coco\n  data.coco.train_images: {d}/train2014\n"
+    "  data.coco.train_annotations: {d}/instances_train.json\n  data.coco.val_images: {d}/val2014\n"
+    "  data.coco.val_annotations: {d}/instances_val.json\n"
+)
 
 
 def test_missing_coco_paths_study(tmp_path, inproc):
     d = tmp_path / "coco"
     p = space_file(tmp_path, COCO_FIXED.format(d=d) + OK_SPACE)
-    assert_bad(study_paths(tmp_path, p), "s.yaml", "data.coco.train_images", str(d / "train2014"), "does not exist",
-               "and 3 more: data.coco.train_annotations, data.coco.val_images, data.coco.val_annotations")
+    assert_bad(
+        study_paths(tmp_path, p),
+        "s.yaml",
+        "data.coco.train_images",
+        str(d / "train2014"),
+        "does not exist",
+        "and 3 more: data.coco.train_annotations, data.coco.val_images, data.coco.val_annotations",
+    )
     # the folders exist but an annotation file is a folder: named as such
     for sub in ("train2014", "val2014", "instances_train.json"):
         (d / sub).mkdir(parents=True)
@@ -330,9 +395,15 @@ def test_missing_path_in_a_searched_value(tmp_path, inproc):
 
 def test_missing_coco_paths_training_cli(tmp_path):
     d = tmp_path / "coco"
-    sets = ["data.dataset=coco", f"data.coco.train_images={d}/train2014", f"data.coco.train_annotations={d}/a.json",
-            f"data.coco.val_images={d}/val2014", f"data.coco.val_annotations={d}/v.json", "train.epochs=1",
-            f"train.out_dir={tmp_path / 'run'}"]
+    sets = [
+        "data.dataset=coco",
+        f"data.coco.train_images={d}/train2014",
+        f"data.coco.train_annotations={d}/a.json",
+        f"data.coco.val_images={d}/val2014",
+        f"data.coco.val_annotations={d}/v.json",
+        "train.epochs=1",
+        f"train.out_dir={tmp_path / 'run'}",
+    ]
     assert_bad(trainer(tmp_path, "--set", *sets), "data.coco.train_images", str(d / "train2014"), "does not exist")
     assert not (tmp_path / "run").exists()
 
@@ -360,9 +431,18 @@ def damaged_root(tmp_path_factory) -> tuple[Path, Path, Path]:
 
 
 def _tiny_sets(root: Path, out: Path, *extra: str) -> list[str]:
-    return ["--set", f"data.root={root}", *(f"data.synthetic.{k}={v}" for k, v in TINY.items()),
-            "data.image_size=32", "data.eval_sizes=[16]", "train.batch_size=16", "train.epochs=1",
-            "train.cpu_threads=1", f"train.out_dir={out}", *extra]
+    return [
+        "--set",
+        f"data.root={root}",
+        *(f"data.synthetic.{k}={v}" for k, v in TINY.items()),
+        "data.image_size=32",
+        "data.eval_sizes=[16]",
+        "train.batch_size=16",
+        "train.epochs=1",
+        "train.cpu_threads=1",
+        f"train.out_dir={out}",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -409,7 +489,9 @@ def test_load_rgb_garbage(tmp_path):
 
 
 def test_study_skip_corrupt_sets_the_key_for_every_trial(tmp_path, monkeypatch):
+    import study.cluster as cluster
     import study.run as run
+    import study.runner as runner
 
     seen = {}
 
@@ -419,20 +501,27 @@ def test_study_skip_corrupt_sets_the_key_for_every_trial(tmp_path, monkeypatch):
     def fake_init(*a, **k):
         raise Stop
 
-    real = run.load_study
+    real = runner.load_study
 
     def spy(path, overrides=()):
         spec, base, text = real(path, overrides)
         seen["spec"], seen["base"] = spec, base
         return spec, base, text
 
-    monkeypatch.setattr(run, "load_study", spy)
-    monkeypatch.setattr(run, "_init_ray", fake_init)
+    monkeypatch.setattr(runner, "load_study", spy)
+    monkeypatch.setattr(cluster, "init_ray", fake_init)
     with pytest.raises(Stop):
-        run.run_study(space_file(tmp_path, OK_SPACE), smoke_run=True, skip_corrupt=True,
-                      storage=str(tmp_path / "st"), data_cache=str(tmp_path / "cache"), quiet=True)
+        run.run_study(
+            space_file(tmp_path, OK_SPACE),
+            smoke_run=True,
+            skip_corrupt=True,
+            storage=str(tmp_path / "st"),
+            data_cache=str(tmp_path / "cache"),
+            quiet=True,
+        )
     assert seen["spec"].fixed["data.skip_corrupt"] is True
     assert not (tmp_path / "st").exists()  # nothing is written before Ray is up
+
 
 def test_help_lists_the_new_flags(inproc):
     r = inproc("study.run", "--help")
@@ -480,8 +569,15 @@ def test_checks_leave_nothing_behind(tmp_path, inproc):
     """The storage probe makes and removes its folders: a failure after it leaves nothing."""
     (tmp_path / "plain-file").write_text("")
     p = space_file(tmp_path, OK_SPACE)
-    r = inproc("study.run", p, "--smoke", "--storage", str(tmp_path / "new" / "deeper"),
-               "--data-cache", str(tmp_path / "plain-file" / "cache"))
+    r = inproc(
+        "study.run",
+        p,
+        "--smoke",
+        "--storage",
+        str(tmp_path / "new" / "deeper"),
+        "--data-cache",
+        str(tmp_path / "plain-file" / "cache"),
+    )
     assert_bad(r, "--data-cache", "plain-file", "cannot write the synthetic data set")
     assert not (tmp_path / "new").exists()
 
@@ -499,8 +595,16 @@ def test_failed_start_after_ray_leaves_no_study_folder(tmp_path):
 def test_dead_address_fails_within_the_timeout(tmp_path):
     port = _free_port()
     t0 = time.monotonic()
-    r = study(tmp_path, space_file(tmp_path, OK_SPACE), "--smoke", "--address", f"127.0.0.1:{port}",
-              "--connect-timeout", "3", safety=False)
+    r = study(
+        tmp_path,
+        space_file(tmp_path, OK_SPACE),
+        "--smoke",
+        "--address",
+        f"127.0.0.1:{port}",
+        "--connect-timeout",
+        "3",
+        safety=False,
+    )
     took = time.monotonic() - t0
     assert_bad(r, f"--address 127.0.0.1:{port}", "within 3 s", "no Ray cluster answers")
     assert took < 3 + 60, took  # the timeout plus the interpreter's start-up (imports) on a loaded machine
@@ -509,8 +613,15 @@ def test_dead_address_fails_within_the_timeout(tmp_path):
 
 def test_dead_ray_client_address(tmp_path, inproc):
     port = _free_port()
-    r = inproc("study.run", space_file(tmp_path, OK_SPACE), "--smoke", "--address", f"ray://127.0.0.1:{port}",
-               "--connect-timeout", "2")
+    r = inproc(
+        "study.run",
+        space_file(tmp_path, OK_SPACE),
+        "--smoke",
+        "--address",
+        f"ray://127.0.0.1:{port}",
+        "--connect-timeout",
+        "2",
+    )
     assert_bad(r, f"ray://127.0.0.1:{port}", "within 2 s")
 
 
@@ -521,7 +632,7 @@ def test_malformed_address(tmp_path, inproc, address):
 
 
 def test_split_address_unit():
-    from study.run import _split_address
+    from study.cluster import split_address as _split_address
 
     assert _split_address("10.0.0.5:6379") == ("10.0.0.5", 6379)
     assert _split_address("ray://head") == ("head", 10001)
@@ -543,7 +654,14 @@ def test_debug_shows_the_traceback(tmp_path):
 # =========================================================================== the YAML loader
 def test_safe_yaml_numbers_and_duplicates():
     assert safe_yaml("a: 0x3\nb: 1e-3\nc: 007\nd: 1:30\ne: 2x2\nf: .5\ng: 1_000") == {
-        "a": "0x3", "b": 0.001, "c": 7, "d": "1:30", "e": "2x2", "f": 0.5, "g": 1000}
+        "a": "0x3",
+        "b": 0.001,
+        "c": 7,
+        "d": "1:30",
+        "e": "2x2",
+        "f": 0.5,
+        "g": 1000,
+    }
     import yaml
 
     with pytest.raises(yaml.YAMLError, match="given twice"):

@@ -52,8 +52,9 @@ resources: {{num_workers: {workers}, cpus_per_worker: 1, max_failures: 1}}
 """
 
 
-def _space(tmp_path: Path, epochs: int = 4, key: str = "mix.mixed_ratio", values: str = "[0.25]",
-           workers: int = 1) -> str:
+def _space(
+    tmp_path: Path, epochs: int = 4, key: str = "mix.mixed_ratio", values: str = "[0.25]", workers: int = 1
+) -> str:
     p = tmp_path / f"space-{key}-{workers}.yaml"
     p.write_text(SPACE.format(base=BASE, epochs=epochs, key=key, values=values, workers=workers))
     return str(p)
@@ -115,8 +116,20 @@ class Killer(threading.Thread):
 
 # --------------------------------------------------------------------------- driver SIGKILL + --resume
 def _study_cmd(space: str, storage: Path, cache: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "study.run", space, "--storage", str(storage), "--name", "s",
-            "--data-cache", str(cache), "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "study.run",
+        space,
+        "--storage",
+        str(storage),
+        "--name",
+        "s",
+        "--data-cache",
+        str(cache),
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_driver_sigkill_then_resume_keeps_every_trial_once(tmp_path):
@@ -126,8 +139,15 @@ def test_driver_sigkill_then_resume_keeps_every_trial_once(tmp_path):
     storage, cache = tmp_path / "st", tmp_path / "data"
     study = storage / "s"
     env = {**os.environ, "CI": "true"}
-    driver = subprocess.Popen(_study_cmd(space, storage, cache), cwd=ROOT, env=env, start_new_session=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(
+        _study_cmd(space, storage, cache),
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     before: list[dict] = []
     try:
         end = time.time() + 400
@@ -149,11 +169,18 @@ def test_driver_sigkill_then_resume_keeps_every_trial_once(tmp_path):
             pass
     finished = {r["trial_id"]: r for r in before if r["status"] == "completed"}
     # trials cut off mid-way that had stored a checkpoint: --resume must continue them from it
-    cut = {c.parent.name[len("trial_"):] for c in study.glob("trial_*/checkpoint_*")} - set(finished)
+    cut = {c.parent.name[len("trial_") :] for c in study.glob("trial_*/checkpoint_*")} - set(finished)
 
     t0 = time.time()
-    again = subprocess.run(_study_cmd(space, storage, cache, "--resume"), cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=600, start_new_session=True)
+    again = subprocess.run(
+        _study_cmd(space, storage, cache, "--resume"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,
+    )
     resume_s = time.time() - t0
     assert again.returncode == 0, again.stdout + again.stderr
     rows = _rows(study)
@@ -166,8 +193,11 @@ def test_driver_sigkill_then_resume_keeps_every_trial_once(tmp_path):
     assert all(e == [1, 2, 3, 4] for e in _epochs_by_trial(study).values())
     assert all(after[t]["resumed_from_epoch"] >= 1 for t in cut), {t: after[t]["resumed_from_epoch"] for t in cut}
     assert sorted(set(float(r["cfg.mix.mixed_ratio"]) for r in rows)) == [0.0, 0.25, 0.5, 1.0]
-    print(f"driver killed with {len(finished)} of 4 trials finished, {len(cut)} cut off after a checkpoint; --resume took {resume_s:.1f} s "
-          f"(Ray start included); resumed-from epochs: {[after[t]['resumed_from_epoch'] for t in sorted(after)]}")
+    print(
+        f"driver killed with {len(finished)} of 4 trials finished, {len(cut)} cut off after a checkpoint; "
+        f"--resume took {resume_s:.1f} s "
+        f"(Ray start included); resumed-from epochs: {[after[t]['resumed_from_epoch'] for t in sorted(after)]}"
+    )
 
 
 # --------------------------------------------------------------------------- in-process Ray (tests/conftest.py)

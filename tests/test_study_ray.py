@@ -42,20 +42,36 @@ def test_shipped_space_smoke(ray_local, cache, tmp_path, space):
 
 @pytest.mark.parametrize("algorithm,scheduler", [("random", "fifo"), ("grid", "asha"), ("tpe", "fifo")])
 def test_searcher_scheduler_pairs(ray_local, cache, tmp_path, algorithm, scheduler):
-    res = run_study(str(SPACES / "ratio.yaml"), [f"search.algorithm={algorithm}", f"search.scheduler={scheduler}"],
-                    smoke_run=True, storage=str(tmp_path), data_cache=cache, quiet=True)
+    res = run_study(
+        str(SPACES / "ratio.yaml"),
+        [f"search.algorithm={algorithm}", f"search.scheduler={scheduler}"],
+        smoke_run=True,
+        storage=str(tmp_path),
+        data_cache=cache,
+        quiet=True,
+    )
     _check_study(res)
 
 
 def test_resume_finished_study_reruns_nothing(ray_local, cache, tmp_path):
-    res = run_study(str(SPACES / "ratio.yaml"), smoke_run=True, storage=str(tmp_path), name="r", data_cache=cache, quiet=True)
+    res = run_study(
+        str(SPACES / "ratio.yaml"), smoke_run=True, storage=str(tmp_path), name="r", data_cache=cache, quiet=True
+    )
     first, _ = _read(res.path)
-    again = run_study(str(SPACES / "ratio.yaml"), smoke_run=True, storage=str(tmp_path), name="r", resume=True,
-                      data_cache=cache, quiet=True)
+    again = run_study(
+        str(SPACES / "ratio.yaml"),
+        smoke_run=True,
+        storage=str(tmp_path),
+        name="r",
+        resume=True,
+        data_cache=cache,
+        quiet=True,
+    )
     trials, _ = _read(again.path)
     assert sorted(t["trial_id"] for t in trials) == sorted(t["trial_id"] for t in first)
-    assert [t["wall_time_s"] for t in sorted(trials, key=lambda t: t["trial_id"])] == \
-        [t["wall_time_s"] for t in sorted(first, key=lambda t: t["trial_id"])]
+    assert [t["wall_time_s"] for t in sorted(trials, key=lambda t: t["trial_id"])] == [
+        t["wall_time_s"] for t in sorted(first, key=lambda t: t["trial_id"])
+    ]
 
 
 DDP_SPACE = """
@@ -81,20 +97,28 @@ def test_two_worker_ddp_matches_single_worker(ray_local, cache, tmp_path):
     space = tmp_path / "ddp.yaml"
     space.write_text(DDP_SPACE.format(base=ROOT / "configs" / "default.yaml"))
     one = run_study(str(space), ["train.batch_size=64"], storage=str(tmp_path / "a"), data_cache=cache, quiet=True)
-    two = run_study(str(space), ["train.batch_size=32", "resources.num_workers=2"], storage=str(tmp_path / "b"),
-                    data_cache=cache, quiet=True)
+    two = run_study(
+        str(space),
+        ["train.batch_size=32", "resources.num_workers=2"],
+        storage=str(tmp_path / "b"),
+        data_cache=cache,
+        quiet=True,
+    )
     (t1,), h1 = _read(one.path)
     (t2,), h2 = _read(two.path)
     assert t1["status"] == t2["status"] == "completed" and t1["epochs_run"] == t2["epochs_run"] == 3
     assert {r["world_size"] for r in h1} == {1} and {r["world_size"] for r in h2} == {2}
     # each epoch trains the same number of regular images in both (512 // 64 batches x 64)
-    assert [round(r["regular_images_per_s"] * r["train_time_s"]) for r in h2] == \
-        [round(r["regular_images_per_s"] * r["train_time_s"]) for r in h1]
+    assert [round(r["regular_images_per_s"] * r["train_time_s"]) for r in h2] == [
+        round(r["regular_images_per_s"] * r["train_time_s"]) for r in h1
+    ]
     assert abs(t1["final_mAP"] - t2["final_mAP"]) < 8.0, (t1["final_mAP"], t2["final_mAP"])
     assert abs(t1["final_train_loss"] - t2["final_train_loss"]) < 0.1 * t1["final_train_loss"]
-    print(f"single worker mAP {t1['final_mAP']:.2f} loss {t1['final_train_loss']:.4f}; "
-          f"2 DDP workers mAP {t2['final_mAP']:.2f} loss {t2['final_train_loss']:.4f}; "
-          f"setup {t1['setup_s']:.1f} s vs {t2['setup_s']:.1f} s")
+    print(
+        f"single worker mAP {t1['final_mAP']:.2f} loss {t1['final_train_loss']:.4f}; "
+        f"2 DDP workers mAP {t2['final_mAP']:.2f} loss {t2['final_train_loss']:.4f}; "
+        f"setup {t1['setup_s']:.1f} s vs {t2['setup_s']:.1f} s"
+    )
 
 
 def test_study_benchmark_quick(ray_local, tmp_path, monkeypatch):
@@ -128,7 +152,10 @@ def test_gaps_and_curve_on_constructed_history():
         {"trial_id": "b", "epoch": 2, "reported_at": 16.0, "epoch_time_s": 1.0},
     ]
     assert _gaps(hist) == [pytest.approx(0.5)]
-    trials = [{"trial_id": "a", "epochs_run": 2, "final_mAP": 30.0}, {"trial_id": "b", "epochs_run": 2, "final_mAP": 40.0}]
+    trials = [
+        {"trial_id": "a", "epochs_run": 2, "final_mAP": 30.0},
+        {"trial_id": "b", "epochs_run": 2, "final_mAP": 40.0},
+    ]
     curve = _curve(trials, hist, 2)
     assert [e for e, _ in curve] == [1, 2, 3, 4]
     assert [b for _, b in curve] == [float("-inf"), 30.0, 30.0, 40.0]

@@ -1,0 +1,317 @@
+"""Every contact with Ray's set-up, and every workaround of Ray's internals, in one place.
+
+* :func:`configure_environment`: the environment variables Ray reads (call it before Ray is imported);
+* :func:`init_ray`: a local Ray on loopback, or joining ``--address`` (:func:`split_address`,
+  :func:`check_address`, an init with a timeout), with Ray's deprecation chatter filtered for Ray's
+  own modules only (:func:`quiet_ray_warnings`);
+* :func:`reattach_callbacks`: ``Tuner.restore`` has no way to hand it this run's callbacks;
+* :func:`stored_checkpoint`: the newest whole checkpoint a trial left in the study's storage
+  (``trial_<id>/checkpoint_*``, ``_train/<id>/checkpoint_*``; :func:`trial_storage_dirs`).
+
+Written for Ray 2.60 (Train V2). Where a private Ray name is touched, it is looked up with
+``hasattr`` first, and the code does without it when it is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from .schema import StudyError
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "RAY_ENV",
+    "TRAIN_DIR",
+    "configure_environment",
+    "local_cores",
+    "split_address",
+    "check_address",
+    "init_ray",
+    "init_abandoned",
+    "quiet_ray_warnings",
+    "reattach_callbacks",
+    "trial_dirname",
+    "trial_storage_dirs",
+    "stored_checkpoint",
+]
+
+CONNECT_TIMEOUT_S = 30.0  #: default of --connect-timeout
+#: set (unless already set) before Ray is imported: Ray reads most of them at import time
+RAY_ENV = {
+    "RAY_AIR_NEW_OUTPUT": "0",  # Tune's classic table reporter (CLIReporter), which study.runner configures
+    "RAY_TRAIN_V2_ENABLED": "1",  # the Train V2 API: a TorchTrainer fitted inside a Tune function trainable
+    "RAY_DEDUP_LOGS": "1",
+    "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+TRAIN_DIR = "_train"  #: the study folder's sub-folder for the Ray Train runs of multi-worker trials
+_INIT_THREAD = "ray-init"  # the name of the thread that joins a cluster (init_abandoned looks for it)
+_RAY_MODULES = r"ray(\.|$)"  # the warnings filter's module pattern: Ray's own modules
+
+
+def configure_environment() -> None:
+    """Set :data:`RAY_ENV` (keeping values the user set); call before Ray is imported."""
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def local_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- addresses
+def split_address(address: str) -> tuple[str, int]:
+    """(host, port) of a ``host:port`` / ``ray://host[:port]`` Ray address (StudyError otherwise)."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "", address
+    rest = rest.strip().rstrip("/")
+    if scheme not in ("", "ray") or not rest or "/" in rest:
+        raise StudyError(
+            f"--address {address!r}: expected 'auto', host:port (the Ray head's GCS port, e.g. "
+            "10.0.0.5:6379) or ray://host:port (Ray Client)"
+        )
+    host, colon, port = rest.rpartition(":")
+    if not colon or host.endswith(":"):  # no port, or a bare IPv6 address
+        host, port = rest, ("10001" if scheme == "ray" else "6379")  # Ray's default client / GCS ports
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StudyError(f"--address {address!r}: expected host:port with a port number between 1 and 65535")
+    return host, int(port)
+
+
+def check_address(address: str | None, timeout: float) -> None:
+    """Fail fast, naming the address, when nothing listens at a host:port Ray address: ray.init
+    itself would retry for minutes. 'auto' / 'local' are left to Ray (and the init timeout)."""
+    if not address or address in ("auto", "local"):
+        return
+    host, port = split_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        reason = "timed out" if isinstance(e, socket.timeout) else (e.strerror or str(e) or type(e).__name__)
+        raise StudyError(
+            f"--address {address}: no Ray cluster answers at {host}:{port} within {timeout:g} s ({reason}); expected "
+            "the address of a running Ray head ('ray start --head'), 'auto', or no --address for a local Ray"
+        ) from None
+
+
+# --------------------------------------------------------------------------- ray.init
+def init_ray(
+    address: str | None,
+    num_cpus: int | None,
+    dashboard: bool,
+    verbose: bool,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+) -> bool:
+    """Start a local Ray (loopback only; ``num_cpus`` default max(8, 4 x cores)) or join ``address``;
+    True when a local instance was started here (the caller shuts it down). A Ray the caller
+    already initialised (a notebook, the tests) is used as it is."""
+    configure_environment()
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return False
+    if not address:
+        _loopback_only()
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, loopback-only instance: no token files
+    quiet: dict[str, Any] = dict(
+        log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING, configure_logging=True
+    )
+    if address:
+        check_address(address, connect_timeout)
+        _init_within(dict(address=address, **quiet), address, connect_timeout, capture=not verbose)
+        return False
+    ray.init(num_cpus=num_cpus or max(8, 4 * local_cores()), include_dashboard=dashboard, **quiet)
+    return True
+
+
+def _loopback_only() -> None:
+    """Make the Ray this process starts bind every server to 127.0.0.1: Ray's "no cluster" mode, meant
+    for macOS / Windows (ray-project/ray#18730). Without it a local Ray advertises and listens on the
+    machine's external address."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # Ray reads that variable once, when ray._private.ray_constants is imported: a Ray imported before
+    # this call (a notebook, the tests) needs its constant changed too. Left alone where it is gone.
+    constants: Any = sys.modules.get("ray._private.ray_constants")
+    if constants is not None and hasattr(constants, "ENABLE_RAY_CLUSTER"):
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+def init_abandoned() -> bool:
+    """Whether a ray.init that outlived --connect-timeout is still waiting on its cluster (then the
+    process should end with os._exit: Ray's shutdown hooks would wait for it)."""
+    return any(t.name == _INIT_THREAD and t.is_alive() for t in threading.enumerate())
+
+
+class _NotMainThread(logging.Filter):
+    """ray.init from a helper thread logs that it cannot install signal handlers there: true, and harmless."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "not the main thread" not in record.getMessage()
+
+
+class _HeldStderr:
+    """File descriptor 2 redirected into a temporary file: Ray's core writes its connection retries
+    (a line a second while a cluster does not answer) straight to fd 2, not through sys.stderr."""
+
+    def __init__(self) -> None:
+        sys.stderr.flush()
+        self.file = tempfile.TemporaryFile()
+        self.saved = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+
+    def release(self, still_writing: bool) -> None:
+        sys.stderr.flush()
+        if still_writing:  # the init thread keeps logging to fd 2: leave that captured, print to the real stderr
+            sys.stderr = open(self.saved, "w", buffering=1, closefd=False)
+            return
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+
+    def replay(self) -> None:
+        self.file.seek(0)
+        sys.stderr.write(self.file.read().decode(errors="replace"))
+        sys.stderr.flush()
+
+
+def _init_within(kwargs: dict[str, Any], address: str, timeout: float, capture: bool = True) -> None:
+    """ray.init(**kwargs) in a helper thread, waiting at most ``timeout`` seconds for it (ray.init has
+    no timeout of its own). With ``capture``, what Ray writes to stderr meanwhile is held back:
+    replayed when the connection worked, dropped when it did not (the one error line says why)."""
+    import ray
+
+    box: dict[str, BaseException] = {}
+
+    def target() -> None:
+        try:
+            ray.init(**kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name=_INIT_THREAD, daemon=True)
+    not_main, worker_log = _NotMainThread(), logging.getLogger("ray._private.worker")
+    worker_log.addFilter(not_main)
+    held = _HeldStderr() if capture else None
+    try:
+        thread.start()
+        thread.join(timeout)
+    finally:
+        worker_log.removeFilter(not_main)
+        if held is not None:
+            held.release(still_writing=thread.is_alive())
+    if thread.is_alive():
+        raise StudyError(
+            f"--address {address}: Ray did not connect within {timeout:g} s (--connect-timeout); "
+            "expected a running, reachable Ray cluster at that address"
+        )
+    err = box.get("error")
+    if held is not None and err is None:
+        held.replay()
+    if isinstance(err, (ConnectionError, TimeoutError, ValueError, RuntimeError)):
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise StudyError(
+            f"--address {address}: cannot connect to Ray ({first[:300]}); expected a running Ray "
+            "cluster at that address, or no --address for a local Ray"
+        ) from None
+    if err is not None:
+        raise err
+
+
+@contextlib.contextmanager
+def quiet_ray_warnings() -> Iterator[None]:
+    """Deprecation- and FutureWarnings raised in Ray's own modules hidden while the block runs (the
+    process's filters are restored afterwards): a newer Ray's notices about its APIs stay out of a
+    study's output. Ray 2.60 raises none in a smoke study, with or without this filter."""
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category, module=_RAY_MODULES)
+        yield
+
+
+# --------------------------------------------------------------------------- Tune
+def reattach_callbacks(tuner: Any, callbacks: list[Any], reporter: Any) -> bool:
+    """Hand a ``Tuner.restore``-d tuner this run's callbacks and progress reporter; False when this Ray
+    offers no way to.
+
+    ``Tuner.restore`` takes no ``callbacks``: it keeps the pickled copies of the first run's, whose
+    result store is not this run's (ray-project/ray#41364 asks for a public access to a restored
+    tuner's RunConfig; none exists in 2.60). The local tuner's run config is private, hence the guards.
+    """
+    internal = getattr(tuner, "_local_tuner", None)  # None under Ray Client: the tuner runs remotely
+    if internal is None:
+        return False
+    if hasattr(internal, "get_run_config"):
+        run_config = internal.get_run_config()
+    else:
+        run_config = getattr(internal, "_run_config", None)
+    if run_config is None or not hasattr(run_config, "callbacks"):
+        return False
+    run_config.callbacks = list(callbacks)
+    run_config.progress_reporter = reporter
+    return True
+
+
+def trial_dirname(trial: Any) -> str:
+    """The folder of a Tune trial inside the study folder (Tune's ``trial_dirname_creator``)."""
+    return f"trial_{trial.trial_id}"
+
+
+def trial_storage_dirs(study_uri: str, trial_id: str) -> list[str]:
+    """Where a trial's checkpoints are stored: its Tune trial folder, and its Ray Train run's folder."""
+    return [f"{study_uri}/trial_{trial_id}", f"{study_uri}/{TRAIN_DIR}/{trial_id}"]
+
+
+def stored_checkpoint(dirs: list[str]) -> Any:
+    """The newest whole checkpoint a trial left in storage, as a Ray ``Checkpoint`` (or None).
+
+    After a killed driver, ``--resume`` can restart a trial without handing it a checkpoint: Tune's
+    experiment state was saved before the trial's last checkpoint was registered. The checkpoints
+    the trial wrote are still in its folders (:func:`trial_storage_dirs`; Ray names them
+    ``checkpoint_<n>``); the newest epoch whose ``checkpoint.pt`` is a whole file is used, a
+    truncated one is skipped.
+    """
+    from ray.tune import Checkpoint
+
+    from splicemix.engine.rundir import RunDir, last_epoch, parse_metrics
+
+    from .store import resolve_storage
+
+    best: tuple[int, Any] | None = None
+    for uri in dirs:
+        fs, path, _ = resolve_storage(uri)
+        for folder in _checkpoint_folders(fs, path):
+            try:
+                with fs.open_input_stream(f"{folder}/{RunDir.METRICS}") as f:
+                    epoch = last_epoch(parse_metrics(f.read().decode()))
+                with fs.open_input_file(f"{folder}/{RunDir.CHECKPOINT}") as f:
+                    whole = RunDir.checkpoint_is_whole(f)
+            except (OSError, ValueError):
+                continue
+            if whole and epoch > 0 and (best is None or epoch > best[0]):
+                best = (epoch, Checkpoint(folder, filesystem=fs))
+    return best[1] if best else None
+
+
+def _checkpoint_folders(fs: Any, path: str) -> list[str]:
+    import pyarrow.fs as pafs
+
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    except OSError:
+        return []
+    return [i.path for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")]
