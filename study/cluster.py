@@ -142,8 +142,8 @@ def init_ray(
 
 def _loopback_only() -> None:
     """Make the Ray this process starts bind every server to 127.0.0.1: Ray's "no cluster" mode, meant
-    for macOS / Windows (ray-project/ray#18730). Without it a local Ray advertises and listens on the
-    machine's external address."""
+    for macOS / Windows (the opt-in flag of ray-project/ray#31166, issue #30770). Without it a local
+    Ray advertises and listens on the machine's external address."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     # Ray reads that variable once, when ray._private.ray_constants is imported: a Ray imported before
     # this call (a notebook, the tests) needs its constant changed too. Left alone where it is gone.
