@@ -21,6 +21,7 @@ import copy
 import itertools
 import json
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +54,7 @@ __all__ = [
     "load_study",
     "base_config_dict",
     "materialize",
+    "forget_validated",
     "check_paths",
     "smoke",
     "format_study_error",
@@ -307,17 +309,44 @@ def base_config_dict(spec: StudySpec, source: Path | None) -> dict[str, Any]:
         raise StudyError(f"{source}: base = {spec.base!r} is not a valid training config: {e}") from None
 
 
+_VALIDATED: OrderedDict[str, TrainConfig] = OrderedDict()  # materialize's configs, by what they were made from
+_VALIDATED_MAX = 1024
+
+
 def materialize(base: dict[str, Any], fixed: dict[str, Any], params: dict[str, Any], seed: int) -> TrainConfig:
     """The TrainConfig of one trial: base + fixed + sampled params + seed, validated once.
 
     A typed merge: each dotted key is set on a copy of ``base`` (:func:`splicemix.config.set_dotted`;
     a :class:`~splicemix.config.ConfigError` when a parent is not a section), then one
-    ``TrainConfig.model_validate`` (a pydantic ``ValidationError``).
+    ``TrainConfig.model_validate`` (a pydantic ``ValidationError``). A configuration this process
+    validated before (the same base, fixed keys and params) is not validated again: the seed is
+    the only difference between the trials of a configuration, and nothing checks it but its type,
+    so it is set on a copy. The driver therefore validates each distinct configuration once, when
+    the study is loaded, and a trial process its trial's config once.
     Two conventions make the searched knobs independent: ``mix.cl_weight: 0`` under
     ``mix.method: splicemix_cl`` trains plain SpliceMix (no second pass), and
     ``mix.mixed_ratio: 0`` is kept as it is (SpliceMix appending no mixed image = the baseline
     trained through the mixing code path).
     """
+    key = json.dumps([base, fixed, params], sort_keys=True, default=repr)
+    known = _VALIDATED.get(key)
+    if known is None:
+        known = _merge_and_validate(base, fixed, params, seed)
+        _VALIDATED[key] = known
+        while len(_VALIDATED) > _VALIDATED_MAX:
+            _VALIDATED.popitem(last=False)
+    else:
+        _VALIDATED.move_to_end(key)
+    train = known.train.model_copy(update={"seed": int(seed)})
+    return known.model_copy(deep=True, update={"train": train})
+
+
+def forget_validated() -> None:
+    """Empty :func:`materialize`'s memory of validated configurations (tests count validations with it)."""
+    _VALIDATED.clear()
+
+
+def _merge_and_validate(base: dict[str, Any], fixed: dict[str, Any], params: dict[str, Any], seed: int) -> TrainConfig:
     raw = copy.deepcopy(base)
     for key, value in copy.deepcopy({**fixed, **params}).items():
         set_dotted(raw, key, value)

@@ -316,10 +316,10 @@ def test_trial_config_takes_relative_paths_from_the_study_directory(tmp_path):
 # --------------------------------------------------------------------------- validations, counted
 def test_validations_of_ratio_yaml(monkeypatch):
     """A trial's config is one TrainConfig validation constructing SpliceMix once; the driver
-    validates each distinct trial config of ratio.yaml once (base, fixed, 4 ratios)."""
+    validates each distinct trial config of ratio.yaml once (base, fixed, 4 ratios) and reuses them."""
     import splicemix.config.schema as config_schema
     from splicemix.config import TrainConfig
-    from study.schema import check_paths
+    from study.schema import check_paths, forget_validated
     from study.trial import trial_config
 
     counts = {"validations": 0, "splicemix": 0}
@@ -348,10 +348,16 @@ def test_validations_of_ratio_yaml(monkeypatch):
         out = fn()
         return out, dict(counts)
 
+    forget_validated()  # a fresh process: nothing validated yet
     (spec, base, _), n = counted(lambda: load_study(ROOT / "search_spaces" / "ratio.yaml"))
     assert n == {"validations": 6, "splicemix": 6}  # was 10 validations, 20 SpliceMix
     _, n = counted(lambda: check_paths(spec, base, "ratio.yaml", str(ROOT)))
-    assert n == {"validations": 1, "splicemix": 1}  # was 4 and 8: no path key is searched
-    cfg, n = counted(lambda: trial_config(spec, base, {"mix.mixed_ratio": 0.5, "train.seed": 1}, "cache", "out", "/w"))
+    assert n == {"validations": 0, "splicemix": 0}  # was 4 and 8: the configs load_study validated
+    trial = {"mix.mixed_ratio": 0.5, "train.seed": 1}
+    cfg, n = counted(lambda: trial_config(spec, base, trial, "cache", "out", "/w"))
+    assert n == {"validations": 0, "splicemix": 0}  # the driver: validated by load_study, with seed 0
+    assert cfg.mix.mixed_ratio == 0.5 and cfg.train.seed == 1
+    forget_validated()  # a trial process
+    cfg, n = counted(lambda: trial_config(spec, base, trial, "cache", "out", "/w"))
     assert n == {"validations": 1, "splicemix": 1}  # was 1 and 2
     assert cfg.mix.mixed_ratio == 0.5 and cfg.train.seed == 1
