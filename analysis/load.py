@@ -254,20 +254,8 @@ def load_history(*dirs: str | Path) -> pd.DataFrame:
         h["study"] = name
         low_col, _ = low_res_column(h.columns, prefix="")
         h["mAP_low"] = _num(h[low_col]) if low_col else np.nan
-        keep = [
-            "study",
-            "trial_id",
-            "status",
-            "method",
-            "arm",
-            "model",
-            "ratio",
-            "grid",
-            "n_train",
-            "imbalance",
-            "cl_weight",
-            "epochs",
-        ]
+        # the trial's factors (the aliases up to "epochs"), but not its seed: history rows carry their own
+        keep = [c for c in ALIASES[: ALIASES.index("epochs") + 1] if c != "seed"]
         h = h.drop(columns=[c for c in keep if c in h.columns and c not in ("study", "trial_id")])
         h = h.merge(trials[keep], on=["study", "trial_id"], how="left")
         frames.append(h)

@@ -7,6 +7,7 @@ Numbers are written by :func:`analysis.stats.fmt_num` / :func:`analysis.stats.fm
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,18 @@ def seed_hint(mean: float, sd: float, level: float) -> str:
     if not np.isfinite(n):
         return ""
     return f"about {int(n)} seeds would resolve a difference of {fmt_num(abs(mean))} points at this spread"
+
+
+def unresolved_hints(diffs: pd.DataFrame, label: Callable[[pd.Series], str], level: float) -> list[str]:
+    """``"<label>: about N seeds would resolve ..."`` for every unresolved difference (with at least
+    two seeds) of a table with ``resolved``, ``n``, ``mean`` and ``sd`` columns."""
+    out = []
+    for _, r in diffs.iterrows():
+        if not r["resolved"] and r["n"] >= 2:
+            h = seed_hint(r["mean"], r["sd"], level)
+            if h:
+                out.append(f"{label(r)}: {h}.")
+    return out
 
 
 def join_limited(lines: list[str], limit: int = 4) -> str:

@@ -38,7 +38,7 @@ from splicemix.config import (
     format_validation_error,
     load_config,
     parse_override,
-    read_yaml,
+    read_yaml_mapping,
     set_dotted,
 )
 
@@ -499,16 +499,9 @@ def _read_study(p: Path) -> dict[str, Any]:
             + "; expected a YAML search space such as search_spaces/ratio.yaml"
         )
     try:
-        raw = read_yaml(p)
+        raw = read_yaml_mapping(p, "a mapping (name, base, fixed, space, seeds, search, resources)")
     except ConfigError as e:
         raise StudyError(str(e)) from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise StudyError(
-            f"{source}: expected a mapping (name, base, fixed, space, seeds, search, resources) at the "
-            f"top level, got {type(raw).__name__}"
-        )
     for key in ("fixed", "space"):
         if isinstance(raw.get(key), dict):
             bad = [k for k in raw[key] if not isinstance(k, str)]

@@ -11,7 +11,7 @@ import pandas as pd
 from splicemix.results import cfg_column
 
 from ..load import completed
-from ..prose import diff_text, levels_text, seed_hint
+from ..prose import diff_text, levels_text, unresolved_hints
 from ..stats import CI, ArgmaxResult, argmax_ci, fmt_ci, fmt_num, mean_ci, paired_diff, summarize
 from .common import PAPER_RATIO, Answer, cannot, common_changes, conditions, grid_spec, pick_study, restrict
 
@@ -136,12 +136,7 @@ def _verdict(e: _Evidence, d: pd.DataFrame, n_boot: int) -> str:
 
 
 def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
-    changes = []
-    for _, r in e.vs_ref.iterrows():
-        if not r["resolved"] and r["n"] >= 2:
-            h = seed_hint(r["mean"], r["sd"], level)
-            if h:
-                changes.append(f"{r['treat']} vs {e.ref}: {h}.")
+    changes = unresolved_hints(e.vs_ref, lambda r: f"{r['treat']} vs {e.ref}", level)
     if len(e.orient) == 0:
         changes.append("Adding 1x4 and 4x1 grids (as grid_scaling.yaml does) would answer the orientation part.")
     changes.append(

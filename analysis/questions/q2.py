@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..load import completed
-from ..prose import level_text, levels_text, seed_hint
+from ..prose import level_text, levels_text, unresolved_hints
 from ..stats import ArgmaxResult, argmax_ci, fmt_ci, fmt_num, paired_diff, quad_vertex, summarize
 from .common import SPACES, Answer, cannot, common_changes, conditions, pick_study, restrict, varying
 
@@ -154,12 +154,9 @@ def _head(bests: pd.DataFrame, ratios: str, partial: bool) -> str:
 
 
 def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
-    changes = []
-    for _, r in e.vs_zero.iterrows():
-        if not r["resolved"] and r["n"] >= 2:
-            h = seed_hint(r["mean"], r["sd"], level)
-            if h:
-                changes.append(f"{_cell_name(r['n_train'], r['imbalance'])}, ratio {level_text(r['treat'])} vs 0: {h}.")
+    changes = unresolved_hints(
+        e.vs_zero, lambda r: f"{_cell_name(r['n_train'], r['imbalance'])}, ratio {level_text(r['treat'])} vs 0", level
+    )
     changes = changes[:4] + (["(and similarly for the other unresolved comparisons)"] if len(changes) > 4 else [])
     bests = e.best.table
     low_freq = bests[bests["freq_best"] < 0.8]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..load import completed
-from ..prose import diff_text, levels_text, seed_hint
+from ..prose import diff_text, levels_text, unresolved_hints
 from ..stats import diff_ci, fmt_ci, mean_ci, paired_diff, paired_values, summarize
 from .common import PAPER_RATIO, SPACES, Answer, cannot, common_changes, conditions, pick_study, restrict
 
@@ -137,17 +137,8 @@ def _one_kind_verdict(e: _Evidence, cl_line: str) -> str:
 
 
 def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
-    changes = []
-    for _, r in e.cl_gain.iterrows():
-        if not r["resolved"] and r["n"] >= 2:
-            h = seed_hint(r["mean"], r["sd"], level)
-            if h:
-                changes.append(f"CL gain on {r['model']}: {h}.")
-    it = e.interaction
-    if len(it) and not it.iloc[0]["resolved"] and it.iloc[0]["n"] >= 2:
-        h = seed_hint(it.iloc[0]["mean"], it.iloc[0]["sd"], level)
-        if h:
-            changes.append(f"The ViT − CNN difference of CL gains: {h}.")
+    changes = unresolved_hints(e.cl_gain, lambda r: f"CL gain on {r['model']}", level)
+    changes += unresolved_hints(e.interaction.head(1), lambda r: "The ViT − CNN difference of CL gains", level)
     cw = levels_text(d.loc[d["method"] == "splicemix_cl", "cl_weight"])
     changes.append(
         f"The consistency weight is {cw}; the best weight may differ between architectures "

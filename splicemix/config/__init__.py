@@ -28,6 +28,7 @@ from .loading import (
     load_config,
     parse_override,
     read_yaml,
+    read_yaml_mapping,
     safe_yaml,
     set_dotted,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "TrainConfig",
     "load_config",
     "read_yaml",
+    "read_yaml_mapping",
     "safe_yaml",
     "dump_yaml",
     "parse_override",

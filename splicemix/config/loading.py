@@ -32,6 +32,7 @@ __all__ = [
     "ConfigError",
     "safe_yaml",
     "read_yaml",
+    "read_yaml_mapping",
     "dump_yaml",
     "parse_override",
     "set_dotted",
@@ -323,6 +324,17 @@ def format_validation_error(
 
 
 # --------------------------------------------------------------------------- load
+def read_yaml_mapping(path: str | Path, expected: str) -> dict[str, Any]:
+    """:func:`read_yaml` of a file that must hold a mapping at its top level (an empty file is ``{}``);
+    ``expected`` describes that mapping in the error (``"a mapping of sections (data, model, ...)"``)."""
+    raw = read_yaml(path)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected {expected} at the top level, got {type(raw).__name__} {fmt_value(raw)}")
+    return raw
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML config (:func:`safe_yaml`), apply ``--set`` overrides, validate.
 
@@ -339,14 +351,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not p.is_file():
             where = " (it is a directory)" if p.is_dir() else ""
             raise FileNotFoundError(f"config file {str(p)!r} not found{where}")
-        raw = read_yaml(p)
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise ConfigError(
-                f"{source}: expected a mapping of sections (data, model, mix, optim, train) at the top level, "
-                f"got {type(raw).__name__} {fmt_value(raw)}"
-            )
+        raw = read_yaml_mapping(p, "a mapping of sections (data, model, mix, optim, train)")
     raw, origins = apply_overrides(raw, list(overrides), source)
     try:
         return TrainConfig.model_validate(raw)
