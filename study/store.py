@@ -43,7 +43,6 @@ __all__ = [
     "ResultStore",
     "resolve_storage",
     "read_metadata",
-    "flatten",
     "TRIALS_FILE",
     "HISTORY_FILE",
     "provenance",
@@ -138,22 +137,6 @@ def provenance(study_yaml: str, command: list[str]) -> dict[str, Any]:
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A plain nested dict (parsed YAML, a ``model_dump``) as ``{dotted key: scalar}``: non-empty mappings
-    with text keys are walked, other lists / tuples / dicts become JSON text. A typed config is
-    flattened by :func:`splicemix.results.flatten_config`, which knows its sections."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and all(isinstance(x, str) for x in v):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, (list, tuple, dict)):
-            out[key] = json.dumps(v)
-        else:
-            out[key] = v
-    return out
 
 
 def _table(rows: list[dict], meta: dict) -> pa.Table:

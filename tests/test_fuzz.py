@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from splicemix.config import ConfigError, MixConfig, TrainConfig, dump_yaml, load_config
 from splicemix.grids import MAX_SIDE, GridSpec, parse_grid
+from splicemix.results import flatten_config
 from study.schema import PARAM_KINDS, StudyError, StudySpec, load_study
-from study.store import flatten
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = str(REPO / "configs" / "default.yaml")
@@ -104,7 +104,7 @@ def test_mix_grids_setting(value):
 
 
 # =========================================================================== study files
-TRAIN_KEYS = sorted(flatten(TrainConfig().model_dump(mode="json")))
+TRAIN_KEYS = sorted(flatten_config(TrainConfig()))
 SEARCH_KEYS = ["algorithm", "scheduler", "num_samples", "metric", "mode", "seed", "asha", "time_budget_s"]
 RESOURCE_KEYS = [
     "num_workers",

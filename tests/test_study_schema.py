@@ -12,7 +12,7 @@ import pytest
 
 from study.schema import StudyError, StudySpec, load_study, materialize, smoke
 from study.space import build_searcher, decode_params, param_space
-from study.store import ResultStore, flatten, read_metadata
+from study.store import ResultStore, read_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -227,9 +227,7 @@ def test_store_roundtrip(tmp_path):
                 "time_total_s": 12.0 + ep,
             },
         )
-    row = s.set_trial(
-        "t1", "completed", "", 0, flatten({"optim": {"lr": 0.1}, "mix": {"grids": ["2x2"]}}), 5, {"time_total_s": 15.0}
-    )
+    row = s.set_trial("t1", "completed", "", 0, {"optim.lr": 0.1, "mix.grids": '["2x2"]'}, 5, {"time_total_s": 15.0})
     assert row["status"] == "stopped" and row["epochs_run"] == 3  # 3 of 5 epochs: the scheduler stopped it
     assert row["best_mAP"] == 30.0 and row["best_epoch"] == 2 and row["final_mAP"] == 20.0
     assert row["setup_s"] == pytest.approx(101.0 - 4.0 - 90.0)
