@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import mixing, study, training
+from . import epoch, mixing, study, training
 from .table import Row
 
 __all__ = ["SUITES", "Row"]
@@ -20,5 +20,6 @@ Suite = Callable[[bool, torch.device], "list[Row]"]
 SUITES: dict[str, Suite] = {
     "mixing": mixing.run,
     "training": training.run,
+    "epoch": epoch.run,
     "study": study.run,
 }

@@ -23,6 +23,10 @@ suites:
             out of place and in place (into SpliceCollate's reserved rows)
   training  ResNet-18 training step at 224 px, batch 32: the mixing's share of it, and
             the loader alone (JPEG decode, transforms, SpliceCollate) with 0 and 2 workers
+  epoch     the main job's epoch (smallcnn, 64 px, 2,000 synthetic images, 1 thread): the
+            trainer against a bare loop (file path and in memory), evaluation's share of the
+            epoch, where the rest goes (decode, transforms, collate, mixing, checkpoint), and
+            torch.compile of the step against eager
   study     real Ray studies on the CPU: per-trial overhead (direct and 2-worker Ray Train),
             trials/hour of search_spaces/ratio.yaml (runs it: ~12 min; BENCH_RATIO_STUDY=DIR
             reads an earlier run instead), and TPE+ASHA vs the exhaustive grid on

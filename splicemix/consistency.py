@@ -7,6 +7,23 @@ The cell's prediction is trained towards the sigmoid of the prediction the model
 that cell's source as a regular image (multi-label soft-margin loss); dropped cells are
 masked out; the regular prediction is detached by default (the authors' MS-COCO setting).
 
+Two variants (``variant``, the config's ``mix.cl_variant``; :data:`CL_VARIANTS`):
+
+- ``"authors"`` (the default, and what studies use): as the authors' ``models/SpliceMix_CL.py``.
+  A dropped cell adds nothing to the loss but counts in its mean (their code fills its logits
+  and target logits with -1e3, which gives a loss of 0), so the loss is averaged over every
+  cell of the mixed images; a map that the grid does not divide is resized by rounding DOWN,
+  to ``(h // rows * rows, w // cols * cols)`` (an 8x8 map and a 2x3 grid: 8x6).
+- ``"kept_cells"``: the mean over the kept cells only, and a non-dividing map resized by
+  rounding UP, to ``(rows * ceil(h / rows), cols * ceil(w / cols))`` (8x9). Its reason: the
+  loss is then the mean consistency of the cells that show an image, whatever the drop rate
+  (with the authors' mean, drops scale the CL term down by the kept fraction, so ``drop_prob``
+  and ``cl_weight`` interact), and rounding up never discards feature rows or columns. This
+  project computed SpliceMix-CL this way before it matched the authors.
+
+Either way the resize is bilinear with ``align_corners=True``; when rounding down would leave
+a cell without a row or column (a map smaller than the grid), it rounds up.
+
 Model-agnostic: it needs only the feature maps of the whole SpliceMixed batch (the ``B``
 regular images followed by the ``B'`` mixed ones, in plan order) and two callables,
 ``pool`` ((n, C, h, w) -> (n, C)) and ``classifier`` ((n, C) -> (n, K))::
@@ -32,14 +49,35 @@ from torch import nn
 from .plan import SplicePlan
 
 __all__ = [
+    "CL_VARIANTS",
     "ConsistencyLoss",
     "ConsistencyOutput",
     "consistency_loss",
     "consistency_predictions",
     "split_cells",
     "split_cells_by_group",
+    "resized_map_size",
     "tokens_to_map",
 ]
+
+
+CL_VARIANTS = ("authors", "kept_cells")
+"""The ways to compute SpliceMix-CL (see the module docstring); the first is the default."""
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in CL_VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(CL_VARIANTS)}, got {variant!r}")
+
+
+def resized_map_size(h: int, w: int, rows: int, cols: int, variant: str = "authors") -> tuple[int, int]:
+    """The (h, w) a feature map is resized to before it is cut into ``rows x cols`` cells
+    (unchanged when the grid divides it): rounded down for ``"authors"`` (rounded up when that
+    leaves no row or column per cell), up for ``"kept_cells"``."""
+    _check_variant(variant)
+    if variant == "authors" and h >= rows and w >= cols:
+        return h // rows * rows, w // cols * cols
+    return rows * math.ceil(h / rows), cols * math.ceil(w / cols)
 
 
 class ConsistencyOutput(NamedTuple):
@@ -61,11 +99,11 @@ def _check_map(x: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what} must be a 4-D (N, C, h, w) feature map, got {shape}")
 
 
-def _group_cells(f: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+def _group_cells(f: torch.Tensor, rows: int, cols: int, variant: str) -> torch.Tensor:
     """(n, C, h, w) -> (n*rows*cols, C, ch, cw), cells in image, row-major order."""
     n, c, h, w = f.shape
-    if h % rows or w % cols:
-        h2, w2 = rows * math.ceil(h / rows), cols * math.ceil(w / cols)
+    h2, w2 = resized_map_size(h, w, rows, cols, variant)
+    if (h2, w2) != (h, w):
         f = F.interpolate(f, size=(h2, w2), mode="bilinear", align_corners=True)
         h, w = h2, w2
     ch, cw = h // rows, w // cols
@@ -73,29 +111,30 @@ def _group_cells(f: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return f.reshape(n * rows * cols, c, ch, cw)
 
 
-def split_cells_by_group(fmap_mixed: torch.Tensor, plan: SplicePlan) -> list[torch.Tensor]:
+def split_cells_by_group(fmap_mixed: torch.Tensor, plan: SplicePlan, variant: str = "authors") -> list[torch.Tensor]:
     """Cut each mixed image's map into its grid; one ``(n*rows*cols, C, ch, cw)`` tensor per group.
 
     ``fmap_mixed`` is (B', C, h, w), the maps of the mixed images in plan order. A group whose
     grid does not divide (h, w) is resized bilinearly (align_corners=True) to
-    ``(rows*ceil(h/rows), cols*ceil(w/cols))`` first. Groups can have different cell sizes.
+    :func:`resized_map_size` first (``variant``). Groups can have different cell sizes.
     """
     _check_map(fmap_mixed, "fmap_mixed")
     if fmap_mixed.shape[0] != plan.num_mixed:
         raise ValueError(f"fmap_mixed has {fmap_mixed.shape[0]} maps but the plan has {plan.num_mixed} mixed images")
     return [
-        _group_cells(fmap_mixed[o : o + g.n], g.rows, g.cols) for g, o in zip(plan.groups, plan.offsets(), strict=True)
+        _group_cells(fmap_mixed[o : o + g.n], g.rows, g.cols, variant)
+        for g, o in zip(plan.groups, plan.offsets(), strict=True)
     ]
 
 
-def split_cells(fmap_mixed: torch.Tensor, plan: SplicePlan) -> torch.Tensor:
+def split_cells(fmap_mixed: torch.Tensor, plan: SplicePlan, variant: str = "authors") -> torch.Tensor:
     """Cut each mixed image's map into its grid: (B', C, h, w) -> (M, C, ch, cw).
 
     M = sum over groups of n*rows*cols; cells are ordered group, image, row-major cell. All
     groups must give the same cell size (use :func:`split_cells_by_group` otherwise, e.g. a
     plan mixing 1x2 and 2x2 grids).
     """
-    parts = split_cells_by_group(fmap_mixed, plan)
+    parts = split_cells_by_group(fmap_mixed, plan, variant)
     if not parts:
         c = fmap_mixed.shape[1]
         return fmap_mixed.new_zeros((0, c, fmap_mixed.shape[2], fmap_mixed.shape[3]))
@@ -135,6 +174,7 @@ def consistency_predictions(
     classifier: Callable[[torch.Tensor], torch.Tensor],
     regular_logits: torch.Tensor | None = None,
     detach: bool = True,
+    variant: str = "authors",
 ) -> ConsistencyOutput:
     """Per-cell predictions of the mixed images and the regular predictions of their sources.
 
@@ -142,8 +182,10 @@ def consistency_predictions(
     ``plan.batch_size`` (or ``features.shape[0] - plan.num_mixed`` when that is None).
     ``regular_logits``: the model's logits for the regular images, (B, K), or for the whole
     batch, (B + B', K) (the first B rows are used); computed as
-    ``classifier(pool(features[:B]))`` when not given. ``detach`` detaches them.
+    ``classifier(pool(features[:B]))`` when not given. ``detach`` detaches them. ``variant``
+    (:data:`CL_VARIANTS`) sets how a map the grid does not divide is resized.
     """
+    _check_variant(variant)
     b = _regular_size(features, plan)
     if regular_logits is None:
         regular_logits = classifier(pool(features[:b]))
@@ -162,7 +204,7 @@ def consistency_predictions(
         empty = regular_logits.new_zeros((0, k))
         return ConsistencyOutput(empty, empty, torch.zeros(0, dtype=torch.bool, device=features.device))
 
-    cells = split_cells_by_group(features[b:], plan)
+    cells = split_cells_by_group(features[b:], plan, variant)
     cell_logits = torch.cat([classifier(pool(c)) for c in cells], dim=0)
     sources = torch.cat([g.sources.reshape(-1) for g in plan.groups]).to(regular_logits.device)
     target_logits = regular_logits.index_select(0, sources)
@@ -182,14 +224,17 @@ def consistency_loss(
     weight: float = 1.0,
     regular_logits: torch.Tensor | None = None,
     detach: bool = True,
+    variant: str = "authors",
 ) -> torch.Tensor:
-    """``weight`` x mean over non-dropped cells of the multi-label soft-margin loss between each
-    cell's logits and the sigmoid of its source's regular logits.
+    """``weight`` x the mean of the multi-label soft-margin loss between each kept cell's logits
+    and the sigmoid of its source's regular logits; a dropped cell's loss is 0.
 
-    A zero scalar (still connected to ``features`` for autograd) when the plan is empty or
-    every cell is dropped. Arguments as in :func:`consistency_predictions`.
+    The mean is over every cell of the mixed images (``variant="authors"``) or over the kept
+    cells (``"kept_cells"``); see the module docstring. A zero scalar (still connected to
+    ``features`` for autograd) when the plan is empty or every cell is dropped. Arguments as
+    in :func:`consistency_predictions`.
     """
-    out = consistency_predictions(features, plan, pool, classifier, regular_logits, detach)
+    out = consistency_predictions(features, plan, pool, classifier, regular_logits, detach, variant)
     if not bool(out.mask.any()):
         zero = features.sum() * 0.0
         if out.cell_logits.numel():
@@ -198,16 +243,19 @@ def consistency_loss(
     cell = out.cell_logits[out.mask]
     target = torch.sigmoid(out.target_logits[out.mask].to(cell.dtype))
     per_cell = F.binary_cross_entropy_with_logits(cell, target, reduction="none").mean(dim=1)
-    return per_cell.mean() * weight
+    cells = out.mask.numel() if variant == "authors" else per_cell.numel()
+    return per_cell.sum() / cells * weight
 
 
 class ConsistencyLoss(nn.Module):
-    """:func:`consistency_loss` with its ``weight`` and ``detach`` fixed."""
+    """:func:`consistency_loss` with its ``weight``, ``detach`` and ``variant`` fixed."""
 
-    def __init__(self, weight: float = 1.0, detach: bool = True) -> None:
+    def __init__(self, weight: float = 1.0, detach: bool = True, variant: str = "authors") -> None:
         super().__init__()
+        _check_variant(variant)
         self.weight = float(weight)
         self.detach = bool(detach)
+        self.variant = variant
 
     def forward(
         self,
@@ -218,11 +266,18 @@ class ConsistencyLoss(nn.Module):
         regular_logits: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return consistency_loss(
-            features, plan, pool, classifier, self.weight, regular_logits=regular_logits, detach=self.detach
+            features,
+            plan,
+            pool,
+            classifier,
+            self.weight,
+            regular_logits=regular_logits,
+            detach=self.detach,
+            variant=self.variant,
         )
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight}, detach={self.detach}"
+        return f"weight={self.weight}, detach={self.detach}, variant={self.variant!r}"
 
 
 def tokens_to_map(tokens: torch.Tensor, h: int | None = None, w: int | None = None) -> torch.Tensor:

@@ -16,11 +16,16 @@ accept another input resolution than the one they were built for (the position e
 are interpolated bicubically to the new token grid), for low-resolution evaluation.
 
 Pre-trained weights are read only from a local file (``pretrained=path``); nothing is ever
-downloaded.
+downloaded. The short name ``pretrained="shapes"`` (:data:`WEIGHTS_NAME`) loads the backbone
+weights committed in this package (``splicemix/weights/<model>-shapes.pt``, made by
+``python -m splicemix.pretrain`` on shapes the studied task never sees), after checking the
+file's sha256 against ``splicemix/weights/manifest.json``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -33,7 +38,19 @@ from torch import nn
 if TYPE_CHECKING:
     from torchvision.models import ResNet, VisionTransformer
 
-__all__ = ["MultiLabelNet", "SmallCNN", "build_model", "list_models", "load_backbone_weights"]
+__all__ = [
+    "MultiLabelNet",
+    "SmallCNN",
+    "build_model",
+    "list_models",
+    "load_backbone_weights",
+    "WEIGHTS_NAME",
+    "WEIGHTS_DIR",
+    "MANIFEST_FILE",
+    "weights_file_name",
+    "is_weights_name",
+    "committed_weights",
+]
 
 _MODELS = ("resnet18", "resnet50", "resnet101", "vit_b_16", "vit_tiny", "smallcnn")
 _POOLS = ("max", "avg")
@@ -318,6 +335,59 @@ def load_backbone_weights(model: MultiLabelNet, path: str | os.PathLike) -> Mult
     return model
 
 
+# --------------------------------------------------------------------------- committed weights
+
+WEIGHTS_NAME = "shapes"
+"""The short name of the committed backbone weights: ``model.pretrained: shapes``."""
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+"""The folder of the committed weights and their manifest (installed with the package)."""
+MANIFEST_FILE = "manifest.json"
+
+
+def weights_file_name(model: str) -> str:
+    """The file name of ``model``'s committed weights (``smallcnn-shapes.pt``)."""
+    return f"{model}-{WEIGHTS_NAME}.pt"
+
+
+def is_weights_name(pretrained: object) -> bool:
+    """Whether ``model.pretrained`` is the short name of committed weights rather than a path.
+
+    The short name wins over a file of that name in the working directory (write ``./shapes``)."""
+    return pretrained == WEIGHTS_NAME
+
+
+def committed_weights(model: str, weights_dir: str | os.PathLike = WEIGHTS_DIR) -> str:
+    """The path of ``model``'s committed weights, after checking the file's sha256 and size
+    against the manifest; one ``ValueError`` line naming the file and what was expected otherwise."""
+    manifest_path = os.path.join(weights_dir, MANIFEST_FILE)
+    try:
+        with open(manifest_path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"pretrained {WEIGHTS_NAME!r}: cannot read the weights manifest {manifest_path!r}: {e}") from e
+    name = weights_file_name(model)
+    entry = manifest.get(name) if isinstance(manifest, dict) else None
+    if not isinstance(entry, dict) or entry.get("model") != model:
+        have = sorted(e.get("model", "?") for e in manifest.values() if isinstance(e, dict))
+        raise ValueError(
+            f"pretrained {WEIGHTS_NAME!r}: no committed weights for model {model!r} in {manifest_path!r}; "
+            f"expected one of the models {have}, or a path to a weights file"
+        )
+    path = os.path.join(weights_dir, name)
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+    except OSError as e:
+        raise ValueError(f"pretrained {WEIGHTS_NAME!r} for {model!r}: cannot read {path!r}: {e}") from e
+    if digest != entry.get("sha256"):
+        raise ValueError(
+            f"pretrained {WEIGHTS_NAME!r} for {model!r}: {path!r} has sha256 {digest}, expected {entry.get('sha256')} "
+            f"({entry.get('size_bytes')} bytes, per {MANIFEST_FILE}); the file is corrupt or was replaced: restore it "
+            f"(git checkout splicemix/weights) or remake it with: {entry.get('command')}"
+        )
+    return path
+
+
 # --------------------------------------------------------------------------- factory
 
 
@@ -356,9 +426,11 @@ def build_model(
 ) -> MultiLabelNet:
     """Build a :class:`MultiLabelNet` by name (see :func:`list_models`).
 
-    ``pretrained`` is a local checkpoint path (see :func:`load_backbone_weights`) or None for
-    random initialisation. ``image_size`` matters for ViTs only (it fixes the position
-    embedding grid; other resolutions still work at run time by interpolation).
+    ``pretrained`` is a local checkpoint path (see :func:`load_backbone_weights`), the short name
+    ``"shapes"`` (:data:`WEIGHTS_NAME`: this package's committed weights for ``name``, sha256
+    checked by :func:`committed_weights`) or None for random initialisation. ``image_size``
+    matters for ViTs only (it fixes the position embedding grid; other resolutions still work
+    at run time by interpolation).
     """
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(_MODELS)}")
@@ -366,6 +438,8 @@ def build_model(
         raise ValueError(f"pool must be one of {list(_POOLS)}, got {pool!r}")
     backbone, c, patch = _build_backbone(name, image_size)
     model = MultiLabelNet(backbone, c, num_classes, pool=pool, name=name, patch_size=patch)
-    if pretrained is not None:
+    if is_weights_name(pretrained):
+        load_backbone_weights(model, committed_weights(name))
+    elif pretrained is not None:
         load_backbone_weights(model, pretrained)
     return model

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -35,6 +37,17 @@ __all__ = [
     "EPOCH_TIME_S",
     "DIVERGED",
     "BEST_EPOCH",
+    "STEPS",
+    "IMAGES_SEEN",
+    "TRAIN_TIME_TOTAL_S",
+    "BUDGET_SPENT",
+    "CONVERGED",
+    "CONVERGENCE_GAIN",
+    "BEST_MAP_EPOCH",
+    "CONVERGENCE_WINDOW",
+    "CONVERGENCE_MIN_GAIN",
+    "Convergence",
+    "convergence",
     "FINAL",
     "BEST",
     "CFG",
@@ -65,6 +78,15 @@ TRAIN_TIME_S, EVAL_TIME_S, EPOCH_TIME_S = "train_time_s", "eval_time_s", "epoch_
 #: set (to the reason) instead of the metrics when a run's loss stopped being finite
 DIVERGED = "diverged"
 BEST_EPOCH = "best_epoch"
+# the compute used so far (cumulative over the epochs, and over a resume): what train.budget counts
+STEPS = "steps"  #: optimiser steps
+IMAGES_SEEN = "images_seen"  #: training images, regular + mixed (B + B' per step), all processes
+TRAIN_TIME_TOTAL_S = "train_time_total_s"  #: training seconds (the sum of train_time_s; no evaluation)
+BUDGET_SPENT = "budget_spent"  #: True once train.budget is used up (what ended the run; False without one)
+# convergence (on every evaluated epoch's line: the verdict on the mAP history so far, see convergence())
+CONVERGED = "converged"  #: True when the best-so-far mAP gained < CONVERGENCE_MIN_GAIN over the window
+CONVERGENCE_GAIN = "convergence_gain"  #: that gain, mAP points (left out when nothing precedes the window)
+BEST_MAP_EPOCH = "best_mAP_epoch"  #: the (first) epoch of the best mAP so far
 
 _MAP_AT = re.compile(r"^mAP@(\d+)$")
 
@@ -80,6 +102,64 @@ def size_of(key: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+# --------------------------------------------------------------------------- convergence
+CONVERGENCE_WINDOW = 0.25  #: the window: the last quarter of the epochs run (at least one epoch)
+CONVERGENCE_MIN_GAIN = 0.3  #: mAP points the best-so-far mAP may still gain over the window
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """The verdict of :func:`convergence` on one run's mAP history."""
+
+    converged: bool
+    gain: float | None  #: mAP points gained over the window; None when no epoch before it was evaluated
+    best_epoch: int | None  #: the first epoch with the best mAP; None without any mAP
+    window: int  #: epochs in the window
+
+    def metrics(self) -> dict[str, Any]:
+        """The keys of a metrics line: :data:`CONVERGED`, :data:`CONVERGENCE_GAIN` (when known) and
+        :data:`BEST_MAP_EPOCH` (when known)."""
+        out: dict[str, Any] = {CONVERGED: self.converged}
+        if self.gain is not None:
+            out[CONVERGENCE_GAIN] = self.gain
+        if self.best_epoch is not None:
+            out[BEST_MAP_EPOCH] = self.best_epoch
+        return out
+
+
+def convergence(
+    history: Iterable[Mapping[str, Any]],
+    window: float = CONVERGENCE_WINDOW,
+    min_gain: float = CONVERGENCE_MIN_GAIN,
+) -> Convergence:
+    """Whether a run has converged, from its metric lines (dicts with :data:`EPOCH` and, on the
+    evaluated epochs, :data:`MAP` in percent).
+
+    With E the last epoch of ``history`` and w = max(1, ceil(``window`` x E)) epochs, the gain is
+    the best mAP of all epochs minus the best mAP of the epochs up to E - w (the best-so-far mAP's
+    rise over the last w epochs); converged when the gain is below ``min_gain`` points. Only
+    evaluated epochs count (``train.eval_every`` > 1 leaves gaps); without an evaluated epoch
+    before the window (a single epoch, say) the gain is unknown and the run is not converged.
+    """
+    rows = list(history)
+    last = max((int(r[EPOCH]) for r in rows if EPOCH in r), default=0)
+    w = max(1, math.ceil(window * last))
+    scored = [(int(r[EPOCH]), float(r[MAP])) for r in rows if _finite(r.get(MAP)) and EPOCH in r]
+    if not scored:
+        return Convergence(False, None, None, w)
+    best_map = max(m for _, m in scored)
+    best_epoch = min(e for e, m in scored if m == best_map)
+    before = [m for e, m in scored if e <= last - w]
+    if not before:
+        return Convergence(False, None, best_epoch, w)
+    gain = best_map - max(before)
+    return Convergence(gain < min_gain, gain, best_epoch, w)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 # --------------------------------------------------------------------------- per-trial columns
 FINAL = "final_"  #: prefix: the metric at the last epoch a trial ran
 BEST = "best_"  #: prefix: the best value of the study's metric over the epochs (with ``best_epoch``)
@@ -89,7 +169,7 @@ CFG = "cfg."  #: prefix: one dotted key of the trial's training config
 class Status(str, enum.Enum):
     """How a trial ended."""
 
-    COMPLETED = "completed"  #: ran every planned epoch
+    COMPLETED = "completed"  #: ran every planned epoch, or used up its train.budget
     STOPPED = "stopped"  #: stopped early by the scheduler (ASHA)
     DIVERGED = "diverged"  #: the loss stopped being finite; the reason is in ``message``
     ERROR = "error"  #: failed (after its retries)

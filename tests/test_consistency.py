@@ -3,7 +3,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from splicemix.config import load_config
 from splicemix.consistency import (
+    CL_VARIANTS,
     ConsistencyLoss,
     consistency_loss,
     consistency_predictions,
@@ -72,22 +74,29 @@ def test_split_cells_transposed_and_non_divisible_shapes():
     assert cells.shape == (2, C, 2, 4)
     torch.testing.assert_close(cells[1], f[0, :, 2:, :])
 
+    # kept_cells rounds a non-dividing map up, the authors (the default) round it down
     f7 = torch.randn(3, C, 7, 7)
     p22 = SplicePlan([SpliceGroup(2, 2, sources=torch.tensor([[0, 1, 2, 3]] * 3))], 4)
-    cells = split_cells(f7, p22)
+    cells = split_cells(f7, p22, variant="kept_cells")
     assert cells.shape == (12, C, 4, 4)
     up = F.interpolate(f7, size=(8, 8), mode="bilinear", align_corners=True)
     torch.testing.assert_close(cells[4 + 3], up[1, :, 4:, 4:])
+    cells = split_cells(f7, p22)
+    assert cells.shape == (12, C, 3, 3)
+    down = F.interpolate(f7, size=(6, 6), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(cells[4 + 3], down[1, :, 3:, 3:])
 
     f5 = torch.randn(2, C, 5, 5)
     p12 = SplicePlan([SpliceGroup(1, 2, sources=torch.tensor([[0, 1], [1, 0]]))], 2)
-    cells = split_cells(f5, p12)
+    cells = split_cells(f5, p12, variant="kept_cells")
     assert cells.shape == (4, C, 5, 3)
     up = F.interpolate(f5, size=(5, 6), mode="bilinear", align_corners=True)
     torch.testing.assert_close(cells[2], up[1, :, :, :3])
+    assert split_cells(f5, p12).shape == (4, C, 5, 2)
     # a constant map stays constant through the resize
     const = torch.full((2, C, 5, 5), 2.5)
-    torch.testing.assert_close(split_cells(const, p12), torch.full((4, C, 5, 3), 2.5))
+    torch.testing.assert_close(split_cells(const, p12, variant="kept_cells"), torch.full((4, C, 5, 3), 2.5))
+    torch.testing.assert_close(split_cells(const, p12), torch.full((4, C, 5, 2), 2.5))
 
 
 def test_groups_with_different_cell_sizes():
@@ -156,7 +165,8 @@ def test_dropped_cells_are_masked():
     assert out.mask.tolist() == [True, False, True, True, False, False, False, False]
     base = consistency_loss(feats, plan, avg_pool, clf)
     manual = F.binary_cross_entropy_with_logits(out.cell_logits[out.mask], torch.sigmoid(out.target_logits[out.mask]))
-    torch.testing.assert_close(base, manual)
+    torch.testing.assert_close(consistency_loss(feats, plan, avg_pool, clf, variant="kept_cells"), manual)
+    torch.testing.assert_close(base, manual * 3 / 8)  # the authors: 3 kept cells of 8 in the mean
     f2 = feats.clone()
     f2[4, :, :2, 2:] += 10.0  # image 0, cell 1: dropped
     f2[5] -= 7.0  # image 1: all dropped
@@ -275,7 +285,7 @@ def test_end_to_end_smallcnn():
     model = build_model("smallcnn", K)
     plan, x = _mixed_batch()
     logits, fmap = model.forward_features(x)
-    assert fmap.shape[-2:] == (4, 4)  # 4x4 map with a 2x3 grid: resized to 4x6
+    assert fmap.shape[-2:] == (4, 4)  # 4x4 map with a 2x3 grid: resized to 4x3 (kept_cells: 4x6)
     loss = consistency_loss(fmap, plan, model.pool, model.head, regular_logits=logits)
     assert torch.isfinite(loss) and loss > 0
     loss.backward()
@@ -296,3 +306,84 @@ def test_end_to_end_vit_tokens():
     loss.backward()
     assert model.backbone.conv_proj.weight.grad.abs().sum() > 0
     assert model.backbone.encoder.pos_embedding.grad.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- the two variants
+def reference_cl_loss(feats, plan, pool, clf, variant):
+    """SpliceMix-CL written out from its definition, one mixed image and one cell at a time.
+
+    authors: the map is resized to (h // rows * rows, w // cols * cols); a dropped cell's
+    prediction and target logits are -1e3 and it counts in the mean over all cells.
+    kept_cells: resized to (rows * ceil(h / rows), cols * ceil(w / cols)); mean over kept cells.
+    """
+    b = plan.batch_size
+    regular = clf(pool(feats[:b])).detach()
+    losses, kept = [], 0
+    m = b
+    for g in plan.groups:
+        for i in range(g.n):
+            f = feats[m : m + 1]
+            m += 1
+            h, w = f.shape[-2:]
+            if variant == "authors":
+                size = (h // g.rows * g.rows, w // g.cols * g.cols)
+            else:
+                size = (-(-h // g.rows) * g.rows, -(-w // g.cols) * g.cols)
+            if tuple(size) != (h, w):
+                f = F.interpolate(f, size=size, mode="bilinear", align_corners=True)
+            ch, cw = size[0] // g.rows, size[1] // g.cols
+            for r in range(g.rows):
+                for c in range(g.cols):
+                    k = r * g.cols + c
+                    cell = clf(pool(f[:, :, r * ch : (r + 1) * ch, c * cw : (c + 1) * cw]))
+                    target = regular[g.sources[i, k]].unsqueeze(0)
+                    if g.dropped[i, k]:
+                        if variant == "authors":
+                            cell, target = torch.full_like(cell, -1e3), torch.full_like(target, -1e3)
+                        else:
+                            continue
+                    kept += 1
+                    losses.append(F.multilabel_soft_margin_loss(cell, torch.sigmoid(target)))
+    return torch.stack(losses).sum() / kept
+
+
+@pytest.mark.parametrize("pool", [max_pool, avg_pool])
+@pytest.mark.parametrize("variant", CL_VARIANTS)
+def test_loss_matches_the_definition_with_drops_and_a_non_dividing_grid(variant, pool):
+    torch.manual_seed(11)
+    plan = SplicePlan(
+        [
+            SpliceGroup(
+                2,
+                3,
+                sources=torch.tensor([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]]),
+                dropped=torch.tensor([[0, 1, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1]], dtype=torch.bool),
+            ),
+            SpliceGroup(3, 1, sources=torch.tensor([[1, 3, 5]]), dropped=torch.tensor([[0, 0, 1]], dtype=torch.bool)),
+        ],
+        batch_size=6,
+    )
+    feats = torch.randn(6 + plan.num_mixed, C, 5, 7)  # 5x7: neither grid divides it
+    clf = fixed_linear(2)
+    loss = consistency_loss(feats, plan, pool, clf, variant=variant)
+    torch.testing.assert_close(loss, reference_cl_loss(feats, plan, pool, clf, variant))
+    # the two variants differ on this plan (drops, and 5x7 rounds to 4x6 / 3x7 vs 6x9 / 6x7)
+    other = next(v for v in CL_VARIANTS if v != variant)
+    assert not torch.allclose(loss, consistency_loss(feats, plan, pool, clf, variant=other))
+
+
+def test_variant_is_checked_and_the_config_default_is_the_authors():
+    assert CL_VARIANTS[0] == "authors" and load_config(None, []).mix.cl_variant == "authors"
+    assert load_config(None, ["mix.cl_variant=kept_cells"]).mix.cl_variant == "kept_cells"
+    with pytest.raises(ValueError, match="cl_variant"):
+        load_config(None, ["mix.cl_variant=ours"])
+    plan, x = _mixed_batch()
+    with pytest.raises(ValueError, match="variant must be one of authors, kept_cells"):
+        consistency_loss(torch.randn(5, C, 4, 4), plan, avg_pool, fixed_linear(), variant="ours")
+    with pytest.raises(ValueError, match="variant"):
+        ConsistencyLoss(variant="ours")
+    # a map smaller than the grid: rounding down would leave no column per cell, so it rounds up
+    from splicemix.consistency import resized_map_size
+
+    assert resized_map_size(8, 8, 2, 3) == (8, 6) and resized_map_size(8, 8, 2, 3, "kept_cells") == (8, 9)
+    assert resized_map_size(2, 2, 1, 3) == (2, 3)

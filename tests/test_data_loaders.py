@@ -410,4 +410,7 @@ def test_data_package_does_not_import_synthetic():
         check=True,
         cwd=Path(__file__).resolve().parents[1],
     ).stdout.strip()
-    assert out == "['splicemix.data.base', 'splicemix.data.coco', 'splicemix.data.transforms', 'splicemix.data.voc']"
+    assert out == (
+        "['splicemix.data.base', 'splicemix.data.coco', 'splicemix.data.memory', 'splicemix.data.transforms', "
+        "'splicemix.data.voc']"
+    )

@@ -121,7 +121,14 @@ def test_resume_matches_uninterrupted_run(tiny_root, tmp_path):
     assert {"model", "optimizer", "scheduler", "scaler", "rng", "mixer_generator"} <= set(ckpt)
 
     resumed = train(load_config(None, tiny_overrides(tiny_root, part_out, *extra, "train.resume=true")))
-    timing = {"images_per_s", "regular_images_per_s", "train_time_s", "eval_time_s", "epoch_time_s"}
+    timing = {
+        "images_per_s",
+        "regular_images_per_s",
+        "train_time_s",
+        "eval_time_s",
+        "epoch_time_s",
+        "train_time_total_s",
+    }
     assert set(full) == set(resumed)
     for k in set(full) - timing:
         assert full[k] == resumed[k], (k, full[k], resumed[k])
@@ -246,6 +253,8 @@ def test_train_state_round_trip_and_mismatch(tmp_path):
         "best_mAP",
         "best_epoch",
         "last_metrics",
+        "map_history",
+        "compute",
         "config",
         "world_size",
     ]
@@ -378,7 +387,14 @@ def test_ddp_two_cpu_processes(tiny_root, tmp_path):
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
-    timing = {"images_per_s", "regular_images_per_s", "train_time_s", "eval_time_s", "epoch_time_s"}
+    timing = {
+        "images_per_s",
+        "regular_images_per_s",
+        "train_time_s",
+        "eval_time_s",
+        "epoch_time_s",
+        "train_time_total_s",
+    }
     for k in set(ranks[0]["result"]) - timing:  # every rank reports the same (gathered) metrics
         assert ranks[0]["result"][k] == ranks[1]["result"][k], k
     assert len(ranks[1]["reports"]) == 1

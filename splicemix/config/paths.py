@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from ..models import is_weights_name
 from .loading import ConfigError
 from .schema import TrainConfig
 
@@ -34,7 +35,8 @@ def _needed(cfg: TrainConfig, weights: bool) -> dict[str, str | None]:
         "data.coco.val_images": cfg.data.coco.val_images,
         "data.coco.val_annotations": cfg.data.coco.val_annotations,
         "data.voc.root": cfg.data.voc.root,
-        "model.pretrained": cfg.model.pretrained,
+        # the short name of committed weights ("shapes") is no path: build_model checks its file
+        "model.pretrained": None if is_weights_name(cfg.model.pretrained) else cfg.model.pretrained,
     }
     return {
         k: v

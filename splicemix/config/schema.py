@@ -30,6 +30,7 @@ __all__ = [
     "ModelConfig",
     "MixConfig",
     "OptimConfig",
+    "BudgetConfig",
     "TrainSection",
     "TrainConfig",
     "ModelName",
@@ -120,6 +121,11 @@ class DataConfig(_Section):
         default=False,
         description="skip images that cannot be decoded (counted and logged) instead of stopping with an error",
     )
+    in_memory: Literal["auto"] | bool = Field(
+        default="auto",
+        description="decode the images once into memory (auto: when the files take at most 64 MiB, "
+        "nothing is skipped as corrupt and the samples are bit-identical to the file path's)",
+    )
 
     @field_validator("eval_sizes")
     @classmethod
@@ -190,6 +196,11 @@ class MixConfig(_Section):
     antialias: bool = False
     cl_weight: float = Field(default=1.0, ge=0.0)
     cl_detach: bool = True
+    cl_variant: Literal["authors", "kept_cells"] = Field(
+        default="authors",
+        description="SpliceMix-CL as the authors compute it, or averaged over the kept cells "
+        "(see splicemix.consistency.CL_VARIANTS)",
+    )
 
     _specs: tuple[GridSpec, ...] | None = PrivateAttr(None)  # the grids SpliceMix parsed ...
     _specs_of: dict[str, Any] | None = PrivateAttr(None)  # ... from these mixer_kwargs()
@@ -264,6 +275,42 @@ class OptimConfig(_Section):
 
 
 # --------------------------------------------------------------------------- train
+class BudgetConfig(_Section):
+    """``train.budget``: the length of a run in compute rather than epochs -- exactly one of
+    training images seen (regular + mixed), optimiser steps or training seconds.
+
+    Images and steps become a step count before the run (the schedule ends at it); seconds are
+    measured as the run goes (the schedule follows the fraction of the seconds used). See
+    :mod:`splicemix.engine.budget`.
+    """
+
+    images: int | None = Field(default=None, ge=1, description="training images seen, B + B' per step")
+    steps: int | None = Field(default=None, ge=1, description="optimiser steps")
+    seconds: float | None = Field(default=None, gt=0.0, description="training seconds (evaluation not counted)")
+
+    @model_validator(mode="after")
+    def _one(self) -> BudgetConfig:
+        given = [k for k, v in self.model_dump().items() if v is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "expected exactly one of images, steps, seconds (e.g. {steps: 5000}), "
+                f"got {', '.join(given) if given else 'none'}"
+            )
+        if self.seconds is not None and not math.isfinite(self.seconds):
+            raise ValueError(f"seconds must be a finite number > 0, got {self.seconds}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """``"images"``, ``"steps"`` or ``"seconds"``."""
+        return next(k for k, v in self.model_dump().items() if v is not None)
+
+    @property
+    def amount(self) -> float:
+        """The amount of :attr:`kind`."""
+        return float(getattr(self, self.kind))
+
+
 class TrainSection(_Section):
     """``train``: epochs, batch, seed, precision, device, output folder."""
 
@@ -282,6 +329,14 @@ class TrainSection(_Section):
     resume: bool = False
     progress: bool = True
     eval_every: int = Field(default=1, ge=1)
+    eval_fused: bool = Field(
+        default=True,
+        description="evaluate a copy of the model with BatchNorm folded into the convolutions, channels-last "
+        "(scores within float rounding of the training model's); false = the training model itself",
+    )
+    budget: BudgetConfig | None = Field(
+        default=None, description="{images|steps|seconds: N}: the run's length in compute; null = train.epochs"
+    )
 
 
 class TrainConfig(_Section):
@@ -302,7 +357,7 @@ class TrainConfig(_Section):
                 "expected lower resolutions than the training one"
             )
         late = [m for m in self.optim.milestones if m >= self.train.epochs]
-        if self.optim.schedule == "step" and late:
+        if self.optim.schedule == "step" and late and self.train.budget is None:
             raise ValueError(
                 f"optim.milestones {late} are not below train.epochs {self.train.epochs}; they would never apply"
             )
@@ -315,4 +370,17 @@ class TrainConfig(_Section):
                     f"train.batch_size {self.train.batch_size} provides; expected a batch of at least "
                     f"{max(g.cells for g in specs)} images or smaller grids"
                 )
+        self._check_budget()
         return self
+
+    def _check_budget(self) -> None:
+        """An images budget becomes a step count before the run: it needs the same B' in every batch."""
+        b = self.train.budget
+        if b is None or b.images is None or self.mix.method == "baseline":
+            return
+        if (self.mix.mixed_ratio == "paper" and self.mix.counts is None) or self.mix.prob < 1.0:
+            raise ValueError(
+                "train.budget.images needs the same number of mixed images in every batch, but "
+                f"mix.mixed_ratio {self.mix.mixed_ratio!r} / mix.prob {self.mix.prob} vary it; "
+                "expected a numeric mix.mixed_ratio (or mix.counts) and mix.prob 1, or train.budget.steps"
+            )

@@ -1,4 +1,5 @@
-"""Data sets and transforms: MS-COCO and PASCAL VOC as multi-label data, the paper's transforms.
+"""Data sets and transforms: MS-COCO and PASCAL VOC as multi-label data, the paper's transforms,
+and the in-memory data path (a small data set decoded once).
 
 The synthetic data set lives in ``splicemix.data.synthetic`` (import it explicitly; it is
 not imported here so that ``python -m splicemix.data.synthetic`` runs cleanly).
@@ -6,7 +7,8 @@ not imported here so that ``python -m splicemix.data.synthetic`` runs cleanly).
 
 from .base import CorruptImageError, SkipCorrupt
 from .coco import CocoMultiLabel
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, denormalize
+from .memory import InMemoryImages
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, TransformParts, build_transforms, denormalize, transform_parts
 from .voc import VOC_CLASSES, VOCMultiLabel
 
 __all__ = [
@@ -15,6 +17,9 @@ __all__ = [
     "VOC_CLASSES",
     "CorruptImageError",
     "SkipCorrupt",
+    "InMemoryImages",
+    "TransformParts",
+    "transform_parts",
     "build_transforms",
     "denormalize",
     "IMAGENET_MEAN",

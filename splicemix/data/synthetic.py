@@ -201,8 +201,14 @@ class SyntheticConfig:
         n_train: number of training images (> 0). Default 2000.
         n_val: number of validation images (> 0). Default 1000.
         image_size: side of the square images in pixels (>= 16). Default 64.
-        num_classes: number of classes K, 2..20; class k is shape ``SHAPE_NAMES[k]``.
+        num_classes: number of classes K, 2..20; class k is shape ``SHAPE_NAMES[first_class + k]``.
             Default 10 (circle ... arrow).
+        first_class: index in ``SHAPE_NAMES`` of the shape that is class 0, so the classes are
+            ``SHAPE_NAMES[first_class : first_class + num_classes]`` (``first_class +
+            num_classes <= 20``). Default 0. ``first_class=10`` gives the other ten shapes
+            (heart ... pentagon), disjoint from the default classes: the pretraining set of
+            ``python -m splicemix.pretrain``. At 0 it is left out of :meth:`to_dict`, so data
+            sets made before the knob existed keep their ``synthetic.json`` knobs.
         imbalance: exponent ``a`` of ``p_k ∝ (k+1)^-a`` (>= 0); 0 is balanced, 1 gives the
             first class about 5x the frequency of the tenth. Default 0.
         mean_objects: expected number of classes per image before the ``objects``
@@ -240,6 +246,7 @@ class SyntheticConfig:
     n_val: int = 1000
     image_size: int = 64
     num_classes: int = 10
+    first_class: int = 0
     imbalance: float = 0.0
     mean_objects: float = 2.0
     objects: tuple[int, int] = (1, 4)
@@ -264,7 +271,7 @@ class SyntheticConfig:
         def bad(name: str, value: Any, expected: str) -> ValueError:
             return ValueError(f"synthetic: {name}={value!r} is invalid; expected {expected}")
 
-        for name in ("n_train", "n_val", "image_size", "num_classes", "seed"):
+        for name in ("n_train", "n_val", "image_size", "num_classes", "first_class", "seed"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise bad(name, v, "an integer")
@@ -276,6 +283,12 @@ class SyntheticConfig:
             raise bad("image_size", self.image_size, "an integer >= 16")
         if not 2 <= self.num_classes <= len(SHAPES):
             raise bad("num_classes", self.num_classes, f"2..{len(SHAPES)} (the number of available shapes)")
+        if not 0 <= self.first_class <= len(SHAPES) - self.num_classes:
+            raise bad(
+                "first_class",
+                self.first_class,
+                f"an integer in 0..{len(SHAPES) - self.num_classes} (first_class + num_classes <= {len(SHAPES)})",
+            )
         if self.seed < 0:
             raise bad("seed", self.seed, "a non-negative integer")
         if not (math.isfinite(self.imbalance) and self.imbalance >= 0):
@@ -312,11 +325,14 @@ class SyntheticConfig:
 
     @property
     def class_names(self) -> list[str]:
-        return list(SHAPE_NAMES[: self.num_classes])
+        return list(SHAPE_NAMES[self.first_class : self.first_class + self.num_classes])
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready knobs (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """JSON-ready knobs (tuples become lists); ``first_class`` only when it is not 0."""
+        d = json.loads(json.dumps(dataclasses.asdict(self)))
+        if d["first_class"] == 0:
+            del d["first_class"]  # the knobs of data sets made before it existed
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SyntheticConfig:
@@ -463,7 +479,7 @@ def render_image(config: SyntheticConfig, split: str, index: int) -> tuple[np.nd
     for k in classes:
         diam2 = float(np.exp(rng.uniform(lo, hi))) * 2 * n  # diameter at 2x
         angle = math.radians(config.rotation) * rng.uniform(-1.0, 1.0)
-        mask2 = _shape_mask(SHAPE_NAMES[k], diam2, angle, rng.uniform(0, 2, size=2))
+        mask2 = _shape_mask(SHAPE_NAMES[config.first_class + k], diam2, angle, rng.uniform(0, 2, size=2))
         p2 = mask2.size[0]  # even
         p = p2 // 2
         cov = np.asarray(mask2, dtype=np.float32).reshape(p, 2, p, 2).mean(axis=(1, 3)) / 255.0
@@ -787,6 +803,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"number of classes/shapes, 2..{len(SHAPES)}: {', '.join(SHAPE_NAMES)}",
     )
     p.add_argument(
+        "--first-class",
+        type=int,
+        default=d.first_class,
+        help="index of the shape that is class 0: the classes are shapes FIRST_CLASS .. FIRST_CLASS+NUM_CLASSES-1",
+    )
+    p.add_argument(
         "--imbalance", type=float, default=d.imbalance, help="class presence p_k ∝ (k+1)^-imbalance; 0 = balanced"
     )
     p.add_argument(
@@ -856,6 +878,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_val=args.n_val,
             image_size=args.image_size,
             num_classes=args.num_classes,
+            first_class=args.first_class,
             imbalance=args.imbalance,
             mean_objects=args.mean_objects,
             objects=args.objects,

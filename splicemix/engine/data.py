@@ -4,7 +4,9 @@ training loader (:func:`train_loader`).
 The training labels may be partly hidden (``data.missing_label_ratio``, :func:`hide_labels`);
 the validation labels never are. With ``data.skip_corrupt`` a corrupt training image is
 replaced by the next intact one and a corrupt validation image by a blank one whose row is
-left out of the metrics (:func:`corrupt_val_rows`).
+left out of the metrics (:func:`corrupt_val_rows`). With ``data.in_memory`` (:func:`in_memory`)
+the images are decoded once into memory (:class:`~splicemix.data.memory.InMemoryImages`): the
+same samples for a seed, fewer seconds per epoch.
 """
 
 from __future__ import annotations
@@ -23,8 +25,17 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from splicemix.config import TrainConfig, check_data_paths
-from splicemix.data import CocoMultiLabel, SkipCorrupt, VOCMultiLabel, build_transforms
+from splicemix.data import (
+    CocoMultiLabel,
+    InMemoryImages,
+    SkipCorrupt,
+    TransformParts,
+    VOCMultiLabel,
+    build_transforms,
+    transform_parts,
+)
 from splicemix.data.base import MultiLabelImages
+from splicemix.data.memory import files_bytes
 from splicemix.data.synthetic import SyntheticConfig, cooc_split, generate, is_complete
 
 from .dist import DistContext
@@ -34,6 +45,8 @@ __all__ = [
     "Labelled",
     "ReportSkipped",
     "build_data",
+    "IN_MEMORY_AUTO_BYTES",
+    "in_memory",
     "hide_labels",
     "with_transform",
     "synthetic_rare_mask",
@@ -42,6 +55,9 @@ __all__ = [
     "train_loader",
     "expand_path",
 ]
+
+IN_MEMORY_AUTO_BYTES = 64 * 2**20
+"""``data.in_memory: auto`` decodes the data set into memory when its image files take at most this many bytes."""
 
 _SINGLE = DistContext(distributed=False, rank=0, world=1, device=torch.device("cpu"))
 
@@ -100,6 +116,15 @@ class Labelled(Dataset):
         image, _ = self.base[self.indices[i]]
         return image, self.targets[i].clone()
 
+    def __getitems__(self, indices: list[int]) -> list[tuple[Any, torch.Tensor]]:
+        """A batch of samples at once (what a DataLoader asks for): from the base set's own
+        ``__getitems__`` when it has one (the in-memory path builds the batch on tensors)."""
+        fetch = getattr(self.base, "__getitems__", None)
+        if fetch is None:
+            return [self[i] for i in indices]
+        images = [image for image, _ in fetch([self.indices[i] for i in indices])]
+        return [(image, self.targets[i].clone()) for image, i in zip(images, indices, strict=True)]
+
 
 def with_transform(ds: Dataset, transform: Callable[..., Any]) -> Dataset:
     """A shallow copy of ``ds`` with another ``transform`` (the same images at another resolution)."""
@@ -134,8 +159,7 @@ class TrainData:
 def _base_sets(cfg: TrainConfig, ctx: DistContext) -> tuple[MultiLabelImages, MultiLabelImages, np.ndarray | None]:
     """The whole train and val sets of ``data.dataset`` (generating the synthetic one on rank 0 if needed)."""
     d = cfg.data
-    scale = None if d.crop_scale is None else tuple(d.crop_scale)
-    t_train = build_transforms(d.image_size, train=True, scale=scale, hflip=d.hflip)  # type: ignore[arg-type]
+    t_train = _train_parts(cfg).compose()
     t_val = build_transforms(d.image_size, train=False)
     if d.dataset == "synthetic":
         root = Path(_given(d.root))
@@ -171,14 +195,15 @@ def build_data(cfg: TrainConfig, ctx: DistContext = _SINGLE) -> TrainData:
     n_tr = len(train_base) if d.train_limit is None else min(d.train_limit, len(train_base))
     n_va = len(val_base) if d.val_limit is None else min(d.val_limit, len(val_base))
     tr_idx, va_idx = list(range(n_tr)), list(range(n_va))
+    images = _images(cfg, train_base, val_base, n_tr, n_va)  # what the samples' images come from
     tr_targets = train_base.targets[:n_tr].float()
     masked = hide_labels(tr_targets, d.missing_label_ratio, cfg.train.seed)
     n_pos = float(tr_targets.sum())
     val_targets = val_base.targets[:n_va].float()
     ignore = getattr(val_base, "ignore", None)
     out = TrainData(
-        train=Labelled(train_base, tr_idx, masked),
-        val=Labelled(val_base, va_idx, val_targets),
+        train=Labelled(images.pop("train"), tr_idx, masked),
+        val=Labelled(images.pop("val"), va_idx, val_targets),
         val_targets=val_targets,
         num_classes=int(train_base.targets.shape[1]),
         categories=list(getattr(train_base, "categories", [])),
@@ -187,13 +212,54 @@ def build_data(cfg: TrainConfig, ctx: DistContext = _SINGLE) -> TrainData:
         rare_mask=rare_mask[:n_va] if rare_mask is not None and len(rare_mask) == len(val_base) else None,
     )
     for s in d.eval_sizes:
-        out.eval_sets[s] = Labelled(with_transform(val_base, build_transforms(s, train=False)), va_idx, val_targets)
+        out.eval_sets[s] = Labelled(images[s], va_idx, val_targets)
     if int(val_base.targets.shape[1]) != out.num_classes:
         raise ValueError(
             f"train and val sets disagree on the classes: {out.num_classes} vs {int(val_base.targets.shape[1])}"
         )
     if d.skip_corrupt:
         _skip_corrupt(out, train_base.image_paths, val_base.image_paths, tr_idx, va_idx, d.image_size)
+    return out
+
+
+def in_memory(cfg: TrainConfig, train: MultiLabelImages, val: MultiLabelImages, n_train: int, n_val: int) -> bool:
+    """Whether to decode the data set into memory: ``data.in_memory`` true, or auto and the first
+    ``n_train`` / ``n_val`` image files take at most :data:`IN_MEMORY_AUTO_BYTES`, no image is
+    to be skipped as corrupt and the samples come out bit-identical to the file path's."""
+    d = cfg.data
+    if d.in_memory is True and d.skip_corrupt:
+        raise ValueError(
+            "data.in_memory: true cannot skip corrupt images (data.skip_corrupt: true); "
+            "expected data.in_memory: auto or false with data.skip_corrupt"
+        )
+    if d.in_memory != "auto":
+        return bool(d.in_memory)
+    if d.skip_corrupt or not _train_parts(cfg).exact_on_tensors:
+        return False
+    return files_bytes([*train.image_paths[:n_train], *val.image_paths[:n_val]]) <= IN_MEMORY_AUTO_BYTES
+
+
+def _train_parts(cfg: TrainConfig) -> TransformParts:
+    d = cfg.data
+    scale = None if d.crop_scale is None else tuple(d.crop_scale)
+    return transform_parts(d.image_size, train=True, scale=scale, hflip=d.hflip)  # type: ignore[arg-type]
+
+
+def _images(
+    cfg: TrainConfig, train: MultiLabelImages, val: MultiLabelImages, n_train: int, n_val: int
+) -> dict[str | int, Dataset]:
+    """The images of "train", "val" and every ``data.eval_sizes`` size: the files with their
+    transforms, or (:func:`in_memory`) decoded into memory once per process."""
+    out: dict[str | int, Dataset] = {}
+    if not in_memory(cfg, train, val, n_train, n_val):
+        out.update(train=train, val=val)
+        for s in cfg.data.eval_sizes:
+            out[s] = with_transform(val, build_transforms(s, train=False))
+        return out
+    out["train"] = InMemoryImages(train, _train_parts(cfg), limit=n_train)
+    out["val"] = InMemoryImages(val, transform_parts(cfg.data.image_size, train=False), limit=n_val)
+    for s in cfg.data.eval_sizes:
+        out[s] = InMemoryImages(val, transform_parts(s, train=False), limit=n_val)
     return out
 
 

@@ -11,7 +11,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.experimental.optimization import fuse
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from splicemix.config import TrainConfig
@@ -59,6 +60,8 @@ __all__ = [
     "seed_epoch",
     "train_one_epoch",
     "predict",
+    "predict_sets",
+    "inference_model",
     "subset_map",
     "evaluate",
     "format_line",
@@ -111,10 +114,12 @@ class StepModule(nn.Module):
     SpliceMix-CL (``cl``), the consistency loss from the same backbone pass.
     """
 
-    def __init__(self, net: MultiLabelNet, cl: bool, cl_weight: float, cl_detach: bool) -> None:
+    def __init__(
+        self, net: MultiLabelNet, cl: bool, cl_weight: float, cl_detach: bool, cl_variant: str = "authors"
+    ) -> None:
         super().__init__()
         self.net = net
-        self.cl, self.cl_weight, self.cl_detach = cl, cl_weight, cl_detach
+        self.cl, self.cl_weight, self.cl_detach, self.cl_variant = cl, cl_weight, cl_detach, cl_variant
 
     def forward(
         self, images: torch.Tensor, targets: torch.Tensor, plan: SplicePlan | None = None
@@ -134,6 +139,7 @@ class StepModule(nn.Module):
                 weight=self.cl_weight,
                 regular_logits=logits[:batch],
                 detach=self.cl_detach,
+                variant=self.cl_variant,
             ).float()
         else:
             cl_loss = cls_loss.new_zeros(())
@@ -219,10 +225,12 @@ def train_one_epoch(
     ctx: DistContext,
     channels_last: bool = False,
     progress: str | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> EpochStats:
     """One pass over ``batches``: forward ``step`` (``net`` wrapped), backward, optimiser step per batch.
 
-    ``progress``: a progress bar's title, or None for none.
+    ``progress``: a progress bar's title, or None for none. ``stop``: asked after every step;
+    True ends the epoch there (``train.budget``; it must answer alike on every rank).
     """
     t0 = time.perf_counter()
     step.train()
@@ -243,6 +251,8 @@ def train_one_epoch(
                 torch.tensor(float(regular), dtype=torch.float64, device=ctx.device),
             ]
         )
+        if stop is not None and stop():
+            break
     ctx.synchronize()
     t_train = time.perf_counter() - t0
     loss_sum, cl_sum, n_batches, n_images, n_regular = ctx.sum_over_ranks(sums).tolist()
@@ -251,28 +261,56 @@ def train_one_epoch(
 
 # --------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def predict(net: nn.Module, ds: Dataset, cfg: TrainConfig, ctx: DistContext) -> np.ndarray:
-    """Sigmoid scores (N, K) for the whole of ``ds``, sharded over ranks and gathered."""
-    n = len(ds)  # type: ignore[arg-type]
+def predict_sets(net: nn.Module, sets: dict[Any, Dataset], cfg: TrainConfig, ctx: DistContext) -> dict[Any, np.ndarray]:
+    """Sigmoid scores (N, K) for every set of ``sets`` -- the same N images, e.g. at several
+    resolutions -- in one pass: each batch of rows through every set in turn; sharded over ranks
+    and gathered. The batches (and so the scores) are those of one pass per set."""
+    n = len(next(iter(sets.values())))  # type: ignore[arg-type]
     idx = list(range(ctx.rank, n, ctx.world))
-    loader = DataLoader(
-        Subset(ds, idx),
-        batch_size=max(1, cfg.train.batch_size * 2),
-        shuffle=False,
-        num_workers=cfg.data.workers,
-        pin_memory=ctx.device.type == "cuda",
-    )
+    loaders = [
+        DataLoader(
+            Subset(ds, idx),
+            batch_size=max(1, cfg.train.batch_size * 2),
+            shuffle=False,
+            num_workers=cfg.data.workers,
+            pin_memory=ctx.device.type == "cuda",
+        )
+        for ds in sets.values()
+    ]
     was_training = net.training
     net.eval()
-    chunks = []
-    for images, _ in loader:
-        images = images.to(ctx.device, non_blocking=True)
-        if cfg.train.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with ctx.autocast():
-            logits = net(images)
-        chunks.append(torch.sigmoid(logits.float()).cpu())
+    model, channels_last = inference_model(net, cfg)
+    chunks: list[list[torch.Tensor]] = [[] for _ in sets]
+    for batches in zip(*loaders, strict=True):
+        for out, (images, _) in zip(chunks, batches, strict=True):
+            images = images.to(ctx.device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with ctx.autocast():
+                logits = model(images)
+            out.append(torch.sigmoid(logits.float()).cpu())
     net.train(was_training)
+    return {key: _gathered(idx, c, n, ctx) for key, c in zip(sets, chunks, strict=True)}
+
+
+def inference_model(net: nn.Module, cfg: TrainConfig) -> tuple[nn.Module, bool]:
+    """The model evaluation runs (``net`` in eval mode) and whether its inputs go channels-last.
+
+    ``train.eval_fused``: a copy of ``net`` with each BatchNorm folded into the convolution
+    before it (``torch.fx``'s ``fuse``), channels-last: about 2x faster on a CPU, scores within
+    float rounding of ``net``'s. Else, or when fx cannot trace the model, ``net`` itself.
+    """
+    if not cfg.train.eval_fused:
+        return net, cfg.train.channels_last
+    try:
+        fused = fuse(net)  # a deep copy: the training model is left as it is
+    except (torch.fx.proxy.TraceError, TypeError, NotImplementedError, RuntimeError):
+        return net, cfg.train.channels_last
+    return fused.to(memory_format=torch.channels_last), True
+
+
+def _gathered(idx: list[int], chunks: list[torch.Tensor], n: int, ctx: DistContext) -> np.ndarray:
+    """This rank's scores of rows ``idx`` (in ``chunks``), gathered into the (n, K) scores of every rank."""
     local = torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
     if not ctx.distributed:
         return local
@@ -283,6 +321,11 @@ def predict(net: nn.Module, ds: Dataset, cfg: TrainConfig, ctx: DistContext) -> 
         if len(ids):
             scores[np.asarray(ids)] = s
     return scores
+
+
+def predict(net: nn.Module, ds: Dataset, cfg: TrainConfig, ctx: DistContext) -> np.ndarray:
+    """Sigmoid scores (N, K) for the whole of ``ds``, sharded over ranks and gathered."""
+    return predict_sets(net, {0: ds}, cfg, ctx)[0]
 
 
 def subset_map(scores: np.ndarray, targets: np.ndarray, mask: np.ndarray, ignore: np.ndarray | None) -> float | None:
@@ -308,7 +351,8 @@ def _ignored(data: TrainData, cfg: TrainConfig, ctx: DistContext) -> np.ndarray 
 def evaluate(net: nn.Module, data: TrainData, cfg: TrainConfig, ctx: DistContext) -> dict[str, float]:
     """mAP, CP/CR/CF1/OP/OR/OF1 (threshold 0.5, and top-3), the co-occurrence subsets' mAP and the
     mAP at every ``data.eval_sizes`` resolution, in percent (keys of :mod:`splicemix.results`)."""
-    scores = predict(net, data.val, cfg, ctx)
+    every = predict_sets(net, {None: data.val, **data.eval_sets}, cfg, ctx)  # one pass over the images
+    scores = every.pop(None)
     targets = data.val_targets.numpy()
     ignore = _ignored(data, cfg, ctx)
     out: dict[str, float] = {MAP: 100.0 * mean_average_precision(scores, targets, ignore)}
@@ -322,14 +366,13 @@ def evaluate(net: nn.Module, data: TrainData, cfg: TrainConfig, ctx: DistContext
             v = subset_map(scores, targets, mask, ignore)
             if v is not None:
                 out[key] = v
-    for s, ds in data.eval_sets.items():
-        sc = predict(net, ds, cfg, ctx)
+    for s, sc in every.items():
         out[map_at(s)] = 100.0 * mean_average_precision(sc, targets, ignore)
     return out
 
 
 # --------------------------------------------------------------------------- output
-def format_line(m: dict[str, Any], epochs: int) -> str:
+def format_line(m: dict[str, Any], epochs: int | str) -> str:
     """The one line printed per epoch."""
     parts = [f"epoch {m[EPOCH]}/{epochs}", f"loss {m[TRAIN_LOSS]:.4f}"]
     if CL_LOSS in m:

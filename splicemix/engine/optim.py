@@ -11,6 +11,7 @@ from torch import nn
 
 from splicemix.config import TrainConfig
 
+from .budget import RunLength
 from .dist import DistContext
 
 __all__ = ["HEAD_GROUP", "Optimization", "build_optimizer", "lr_lambda"]
@@ -18,13 +19,17 @@ __all__ = ["HEAD_GROUP", "Optimization", "build_optimizer", "lr_lambda"]
 HEAD_GROUP = 1  #: the head's parameter group; its learning rate is the one reported
 
 
-def lr_lambda(cfg: TrainConfig, iters_per_epoch: int) -> Callable[[int], float]:
+def lr_lambda(cfg: TrainConfig, iters_per_epoch: int, length: RunLength | None = None) -> Callable[[int], float]:
     """The learning-rate factor per iteration: linear warm-up over ``optim.warmup_epochs``, then
-    ``optim.schedule`` (step at ``optim.milestones`` by ``optim.gamma``, cosine to 0, or constant)."""
+    ``optim.schedule`` (step at ``optim.milestones`` by ``optim.gamma``, cosine to 0 at the run's
+    end, or constant).
+
+    ``length``: the run's :class:`~splicemix.engine.budget.RunLength` (None: ``train.epochs``
+    epochs, or a step budget); the cosine reaches 0 at its last step, or at the end of a seconds
+    budget."""
     o = cfg.optim
-    total = max(1, cfg.train.epochs * iters_per_epoch)
-    warm = int(round(o.warmup_epochs * iters_per_epoch))
-    warm = min(warm, total)
+    length = length if length is not None else RunLength(cfg, iters_per_epoch)
+    warm = length.warm
     milestones = list(o.milestones)
 
     def f(it: int) -> float:
@@ -34,8 +39,7 @@ def lr_lambda(cfg: TrainConfig, iters_per_epoch: int) -> Callable[[int], float]:
             epoch = it // iters_per_epoch
             return float(o.gamma ** sum(1 for m in milestones if m <= epoch))
         if o.schedule == "cosine":
-            span = max(1, total - warm)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (it - warm) / span)))
+            return 0.5 * (1.0 + math.cos(math.pi * length.decay_progress(it)))
         return 1.0
 
     return f
@@ -71,9 +75,12 @@ class Optimization:
     grad_clip: float | None = None
 
     @classmethod
-    def build(cls, cfg: TrainConfig, net: nn.Module, iters_per_epoch: int, ctx: DistContext) -> Optimization:
+    def build(
+        cls, cfg: TrainConfig, net: nn.Module, iters_per_epoch: int, ctx: DistContext, length: RunLength | None = None
+    ) -> Optimization:
+        """The optimiser and its schedule over ``length`` (see :func:`lr_lambda`)."""
         optimizer = build_optimizer(cfg, net)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, iters_per_epoch))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, iters_per_epoch, length))
         return cls(optimizer, scheduler, ctx.grad_scaler(), cfg.optim.grad_clip)
 
     @property

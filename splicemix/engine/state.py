@@ -3,6 +3,8 @@
 A checkpoint is a dict saved with ``torch.save`` through :class:`~splicemix.engine.rundir.RunDir`:
 ``epoch`` (epochs done), ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``mixer_generator``,
 ``rng`` (torch / numpy / python / cuda), ``best_mAP``, ``best_epoch``, ``last_metrics``,
+``map_history`` (``[{"epoch": e, "mAP": m}]`` of the evaluated epochs, for the convergence verdict),
+``compute`` (the steps, images and training seconds used: :class:`~splicemix.engine.budget.RunLength`),
 ``config`` (the run's config as JSON values) and ``world_size``.
 """
 
@@ -20,8 +22,9 @@ import torch
 from torch import nn
 
 from splicemix.config import TrainConfig
-from splicemix.results import BEST_EPOCH, MAP
+from splicemix.results import BEST_EPOCH, EPOCH, MAP, convergence
 
+from .budget import RunLength
 from .optim import Optimization
 from .rundir import RunDir
 
@@ -86,13 +89,21 @@ class TrainState:
     best_map: float = -math.inf
     best_epoch: int = 0
     last_metrics: dict[str, Any] = field(default_factory=dict)
+    length: RunLength | None = None  #: the run's length and the compute used (checkpointed)
+    map_history: list[dict[str, Any]] = field(default_factory=list)  #: the evaluated epochs' mAP
 
     def record(self, metrics: dict[str, Any]) -> None:
         """After an epoch: its metrics become the last ones, and the best if its mAP is the highest."""
-        if MAP in metrics and metrics[MAP] > self.best_map:
-            self.best_map, self.best_epoch = metrics[MAP], metrics["epoch"]
-        self.epoch = int(metrics["epoch"])
+        if MAP in metrics:
+            if metrics[MAP] > self.best_map:
+                self.best_map, self.best_epoch = metrics[MAP], metrics[EPOCH]
+            self.map_history.append({EPOCH: int(metrics[EPOCH]), MAP: float(metrics[MAP])})
+        self.epoch = int(metrics[EPOCH])
         self.last_metrics = metrics
+
+    def convergence(self) -> dict[str, Any]:
+        """The convergence keys of the mAP history so far (:func:`splicemix.results.convergence`)."""
+        return convergence(self.map_history).metrics()
 
     def result(self) -> dict[str, Any]:
         """The last epoch's metrics plus ``best_mAP`` (None before any evaluation) and ``best_epoch``."""
@@ -114,6 +125,8 @@ class TrainState:
             "best_mAP": self.best_map,
             "best_epoch": self.best_epoch,
             "last_metrics": self.last_metrics,
+            "map_history": self.map_history,
+            "compute": None if self.length is None else self.length.state_dict(),
             "config": cfg.model_dump(mode="json"),
             "world_size": world,
         }
@@ -138,6 +151,10 @@ class TrainState:
         self.epoch = int(ckpt["epoch"])
         self.best_map, self.best_epoch = float(ckpt.get("best_mAP", -math.inf)), int(ckpt.get("best_epoch", 0))
         self.last_metrics = dict(ckpt.get("last_metrics") or {})
+        self.map_history = list(ckpt.get("map_history") or [])
+        if self.length is not None:
+            # a checkpoint from before the compute was counted: its steps are the scheduler's
+            self.length.load_state_dict(ckpt.get("compute") or {"steps": self.opt.scheduler.last_epoch})
 
     def save(self, run: RunDir, cfg: TrainConfig, world: int) -> None:
         """Write the checkpoint of the epochs done (atomically)."""

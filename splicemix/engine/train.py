@@ -1,7 +1,8 @@
 """``train(cfg, report=None)``: one whole training job, wired from the engine's parts.
 
-Read top to bottom: the process context, the data, the model, the mixer, the loader, the
-optimiser, the resume; then per epoch train, evaluate, print, save, report.
+Read top to bottom: the process context, the data, the model, the mixer, the loader, the run's
+length (epochs or a budget), the optimiser, the resume; then per epoch train, evaluate, print,
+save, report, until the epochs or the budget are used up.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from torch import nn
 from splicemix.collate import SpliceCollate
 from splicemix.config import TrainConfig, config_to_yaml
 from splicemix.mixing import SpliceMix
-from splicemix.models import MultiLabelNet, build_model
+from splicemix.models import MultiLabelNet, build_model, is_weights_name
+from splicemix.results import MAP
 
+from .budget import RunLength
 from .data import TrainData, build_data, expand_path, train_loader
 from .dist import DistContext, torch_settings
 from .loop import StepModule, evaluate, format_line, progress_enabled, seed_all, seed_epoch, train_one_epoch
@@ -31,6 +34,8 @@ __all__ = ["train"]
 def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None) -> dict:
     """Train and evaluate one configuration; return the last epoch's metrics plus best_mAP / best_epoch.
 
+    The run trains ``train.epochs`` epochs, or until ``train.budget`` is used up (the last epoch
+    then stops mid-way; see :mod:`splicemix.engine.budget`); its last epoch is always evaluated.
     ``report(metrics)`` is called once per epoch on every rank, after evaluation and after
     the checkpoint of that epoch has been saved (so a caller may stop the run from it).
     Metrics are percentages (mAP 84.4); timings are in seconds.
@@ -51,7 +56,9 @@ def _run(cfg: TrainConfig, ctx: DistContext, report: Callable[[dict], None] | No
 
     torch.manual_seed(tc.seed)  # the same initial weights on every rank
     net = _model(cfg, data.num_classes, ctx.device)
-    step = ctx.wrap(StepModule(net, cfg.mix.method == "splicemix_cl", cfg.mix.cl_weight, cfg.mix.cl_detach))
+    step = ctx.wrap(
+        StepModule(net, cfg.mix.method == "splicemix_cl", cfg.mix.cl_weight, cfg.mix.cl_detach, cfg.mix.cl_variant)
+    )
 
     # Per epoch, the data order (load_gen) and the mixing (mix_gen) are re-seeded from (seed, epoch, rank).
     # With a mixer, the collate reserves the rows of the mixed images after each batch (SpliceBatch).
@@ -59,22 +66,27 @@ def _run(cfg: TrainConfig, ctx: DistContext, report: Callable[[dict], None] | No
     mixer = SpliceMix(generator=mix_gen, **cfg.mix.mixer_kwargs()) if cfg.mix.method != "baseline" else None
     collate = SpliceCollate(mixer.max_mixed(tc.batch_size)) if mixer is not None else None
     loader, sampler = train_loader(data.train, cfg, ctx, load_gen, collate)
-    opt = Optimization.build(cfg, net, len(loader), ctx)
+    # whole batches only: every step trains on B + B' images per process (B' is fixed under an images budget)
+    per_step = ctx.world * (tc.batch_size + (mixer.max_mixed(tc.batch_size) if mixer is not None else 0))
+    length = RunLength(cfg, len(loader), per_step, ctx)
+    opt = Optimization.build(cfg, net, len(loader), ctx, length)
 
-    state = TrainState(net, opt, mix_gen, ctx.device)
+    state = TrainState(net, opt, mix_gen, ctx.device, length=length)
     if tc.resume:
         state.resume(run, cfg, ctx.log)
     if ctx.is_main:
         run.write_config(config_to_yaml(cfg))
         run.start_metrics(keep_until=state.epoch)
-    ctx.log(_summary(cfg, data, net, mixer, ctx, len(loader), run))
+    ctx.log(_summary(cfg, data, net, mixer, ctx, length, run))
 
     bar = progress_enabled(cfg, ctx.rank)
-    for epoch in range(state.epoch, tc.epochs):
-        t0 = time.perf_counter()
+    of = length.planned_epochs or "?"  # "epoch 3/?" under a seconds budget
+    while not length.finished(state.epoch):
+        epoch, t0 = state.epoch, time.perf_counter()
         seed_epoch(tc.seed, epoch, ctx.rank, load_gen, mix_gen)
         if sampler is not None:
             sampler.set_epoch(epoch)
+        length.start_epoch()
         stats = train_one_epoch(
             step,
             net,
@@ -83,21 +95,27 @@ def _run(cfg: TrainConfig, ctx: DistContext, report: Callable[[dict], None] | No
             mixer,
             ctx,
             channels_last=tc.channels_last,
-            progress=f"epoch {epoch + 1}/{tc.epochs}" if bar else None,
+            progress=f"epoch {epoch + 1}/{of}" if bar else None,
+            stop=length.after_step if tc.budget is not None else None,
         )
         metrics = stats.metrics(epoch + 1, cfg.mix.method)  # raises TrainingDiverged
+        length.end_epoch(round(stats.batches / ctx.world), stats.images, stats.train_time_s)
+        last = length.finished(epoch + 1)
 
         t1 = time.perf_counter()
         # BatchNorm running statistics drift apart on each rank after the last forward;
         # evaluate (and checkpoint) rank 0's, so the sharded evaluation scores one model
         ctx.broadcast_buffers(net)
-        if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
+        if (epoch + 1) % tc.eval_every == 0 or last:
             metrics.update(evaluate(net, data, cfg, ctx))
         metrics.update(stats.timing(eval_time_s=time.perf_counter() - t1, epoch_time_s=time.perf_counter() - t0))
+        metrics.update(length.metrics())
         state.record(metrics)
+        if MAP in metrics:
+            metrics.update(state.convergence())  # the verdict on the mAP history so far
 
         if ctx.is_main:
-            print(format_line(metrics, tc.epochs), flush=True)
+            print(format_line(metrics, of), flush=True)
             run.append_metrics(metrics)
             state.save(run, cfg, ctx.world)
         if report is not None:
@@ -117,7 +135,7 @@ def _model(cfg: TrainConfig, num_classes: int, device: torch.device) -> MultiLab
     net = build_model(
         cfg.model.name,
         num_classes,
-        pretrained=expand_path(cfg.model.pretrained),
+        pretrained=cfg.model.pretrained if is_weights_name(cfg.model.pretrained) else expand_path(cfg.model.pretrained),
         image_size=cfg.data.image_size,
         pool=cfg.model.pool,
     ).to(device)
@@ -132,7 +150,7 @@ def _summary(
     net: nn.Module,
     mixer: SpliceMix | None,
     ctx: DistContext,
-    iters: int,
+    length: RunLength,
     run: RunDir,
 ) -> str:
     """The run's first line: data, model, method, device and length."""
@@ -145,5 +163,5 @@ def _summary(
     ]
     if cfg.data.missing_label_ratio:
         parts.append(f"{data.hidden_fraction:.1%} of positive labels hidden")
-    parts += [ctx.describe(), f"{cfg.train.epochs} epochs x {iters} iterations", f"out {run.path}"]
+    parts += [ctx.describe(), length.describe(), f"out {run.path}"]
     return " | ".join(parts)
