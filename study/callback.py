@@ -2,7 +2,8 @@
 
 Runs on the driver. Each reported result goes to :meth:`study.store.ResultStore.add_epoch` (the
 history's one way in); a finished trial gets its row (:meth:`~study.store.ResultStore.set_trial`),
-the files are rewritten and one line is printed::
+in a grid study it is added to the Optuna study (:meth:`study.optuna_store.OptunaStore.record`;
+TPE / random studies have the searcher record it), the files are rewritten and one line is printed::
 
     [1/2] trial 86c19_00000 completed: mix.mixed_ratio=0 seed=0 | mAP 25.07 (best 25.07 @ epoch 1) | 1/1 epochs | 1 s
 
@@ -24,8 +25,9 @@ from ray.tune import Callback
 
 from splicemix.results import BEST_EPOCH, Status, best, cfg_column, final, flatten_config
 
+from .optuna_store import OptunaStore
 from .schema import StudySpec
-from .space import decode_params
+from .space import decode_params, distributions
 from .store import ResultStore
 from .trial import trial_config
 
@@ -77,17 +79,30 @@ class _TrialInfo:
 
 
 class StudyCallback(Callback):
-    """Records every result and every finished trial into ``store``; one line per finished trial
-    unless ``quiet``. ``planned``: the number of trials the study plans (the ``[k/n]`` counter)."""
+    """Records every result and every finished trial into ``store`` (and, in a grid study, into the
+    Optuna study of ``optuna``); one line per finished trial unless ``quiet``. ``planned``: the number
+    of trials the study plans (the ``[k/n]`` counter)."""
 
     def __init__(
-        self, store: ResultStore, spec: StudySpec, base: dict, data_cache: str, workdir: str, planned: int, quiet: bool
+        self,
+        store: ResultStore,
+        spec: StudySpec,
+        base: dict,
+        data_cache: str,
+        workdir: str,
+        planned: int,
+        quiet: bool,
+        optuna: OptunaStore | None = None,
     ) -> None:
         self.store, self.spec, self.base = store, spec, base
         self.data_cache, self.workdir, self.planned, self.quiet = data_cache, workdir, planned, quiet
         self.done = sum(1 for r in store.trials.values() if r["status"] != Status.RUNNING.value)
         self.launched: dict[str, float] = {}
         self._info: dict[str, _TrialInfo] = {}
+        self.optuna = optuna
+        self._dists = distributions(spec) if optuna is not None and spec.search.algorithm == "grid" else None
+        for row in list(store.trials.values()):  # --resume: finished trials the Optuna study lacks
+            self._record(row)
 
     def info(self, trial: Any) -> _TrialInfo:
         """The trial's searched values, seed and flattened training config (materialized on first use)."""
@@ -116,6 +131,8 @@ class StudyCallback(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.store.flush()
+        if self.optuna is not None:
+            self.optuna.upload()
 
     # -- a finished trial ---------------------------------------------------------------------
     def _finish(self, trial: Any, status: Status, message: str) -> None:
@@ -135,10 +152,18 @@ class StudyCallback(Callback):
             self.launched.get(trial.trial_id),
             getattr(trial, "num_failures", None),
         )
+        self._record(row)
         self.store.flush()
+        if self.optuna is not None:
+            self.optuna.upload()
         self.done += 1
         if not self.quiet:
             print(self._line(trial.trial_id, t, row), flush=True)
+
+    def _record(self, row: dict) -> None:
+        """A finished trial into the Optuna study (grid studies; TPE / random: the searcher does it)."""
+        if self.optuna is not None and self._dists is not None:
+            self.optuna.record(self.spec, row, self.store.epochs_of(row["trial_id"]), self._dists)
 
     def _line(self, trial_id: str, t: _TrialInfo, row: dict) -> str:
         metric = self.spec.search.metric

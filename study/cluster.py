@@ -1,9 +1,10 @@
 """Every contact with Ray's set-up, and every workaround of Ray's internals, in one place.
 
 * :func:`configure_environment`: the environment variables Ray reads (call it before Ray is imported);
-* :func:`init_ray`: a local Ray on loopback, or joining ``--address`` (:func:`split_address`,
-  :func:`check_address`, an init with a timeout), with Ray's deprecation chatter filtered for Ray's
-  own modules only (:func:`quiet_ray_warnings`);
+* :func:`init_ray`: a private local Ray on loopback, or joining ``--address`` (:func:`split_address`,
+  :func:`check_address`, an init with a timeout) with this project's code shipped to the cluster's
+  nodes (:func:`runtime_env`), with Ray's deprecation chatter filtered for Ray's own modules only
+  (:func:`quiet_ray_warnings`);
 * :func:`reattach_callbacks`: ``Tuner.restore`` has no way to hand it this run's callbacks;
 * :func:`stored_checkpoint`: the newest whole checkpoint a trial left in the study's storage
   (``trial_<id>/checkpoint_*``, ``_train/<id>/checkpoint_*``; :func:`trial_storage_dirs`).
@@ -15,6 +16,8 @@ Written for Ray 2.60 (Train V2). Where a private Ray name is touched, it is look
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import json
 import logging
 import os
 import socket
@@ -36,7 +39,15 @@ __all__ = [
     "split_address",
     "check_address",
     "init_ray",
+    "RAY_EXTRAS",
+    "check_ray_extras",
+    "SHIPPED_PACKAGES",
+    "read_runtime_env",
+    "job_runtime_env",
+    "runtime_env",
     "init_abandoned",
+    "AUTH_ENV",
+    "auth_problem",
     "quiet_ray_warnings",
     "reattach_callbacks",
     "trial_dirname",
@@ -117,27 +128,174 @@ def init_ray(
     dashboard: bool,
     verbose: bool,
     connect_timeout: float = CONNECT_TIMEOUT_S,
+    *,
+    ship_code: bool = True,
+    runtime_env_file: str | None = None,
+    commit: str | None = None,
 ) -> bool:
-    """Start a local Ray (loopback only; ``num_cpus`` default max(8, 4 x cores)) or join ``address``;
-    True when a local instance was started here (the caller shuts it down). A Ray the caller
-    already initialised (a notebook, the tests) is used as it is."""
+    """Start a private local Ray (loopback only; ``num_cpus`` default max(8, 4 x cores)) or join
+    ``address`` with :func:`runtime_env` (this project's code, ``runtime_env_file``); True when a
+    local instance was started here (the caller shuts it down). A Ray the caller already
+    initialised (a notebook, the tests) is used as it is. ``commit`` names the code in the log line."""
     configure_environment()
+    check_ray_extras(address, dashboard)
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         return False
     if not address:
         _loopback_only()
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, loopback-only instance: no token files
+    user_env = read_runtime_env(runtime_env_file) if runtime_env_file else {}
+
     quiet: dict[str, Any] = dict(
         log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING, configure_logging=True
     )
     if address:
+        env, line = runtime_env(ship_code, user_env, commit)
         check_address(address, connect_timeout)
-        _init_within(dict(address=address, **quiet), address, connect_timeout, capture=not verbose)
+        print(f"study.run: {line}", flush=True)
+        kwargs = dict(address=address, runtime_env=env or None, **quiet)
+        context = _init_within(kwargs, address, connect_timeout, capture=not verbose)
+        _print_dashboard(context, dashboard)
         return False
-    ray.init(num_cpus=num_cpus or max(8, 4 * local_cores()), include_dashboard=dashboard, **quiet)
+    # address="local": always a new, private instance, even where `ray start --head` left a cluster that
+    # a bare ray.init() would join. Its session folder and ports are its own (Ray picks free ports, the
+    # dashboard the next free one after 8265), and it writes no /tmp/ray/ray_current_cluster. Its
+    # workers run this Python on this file system, so no code is shipped (it would only be copied into
+    # Ray's session folder); the user's --runtime-env still applies. Ray 2.60 turns on token
+    # authentication for a new local instance unless RAY_AUTH_MODE says otherwise (its token: ~/.ray/auth_token,
+    # made by Ray when missing); that default is kept.
+    _keep_default_auth_quiet()
+    context = ray.init(
+        address="local",
+        num_cpus=num_cpus or max(8, 4 * local_cores()),
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",
+        runtime_env=user_env or None,
+        **quiet,
+    )
+    _print_dashboard(context, dashboard)
     return True
+
+
+class _DefaultAuthNotice(logging.Filter):
+    """Drops Ray's warning that a new local instance turned token authentication on (its default,
+    which the private Ray keeps): a line on every study's stderr that asks nothing of the user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def _keep_default_auth_quiet() -> None:
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DefaultAuthNotice) for f in log.filters):
+        log.addFilter(_DefaultAuthNotice())
+
+
+def _print_dashboard(context: Any, dashboard: bool) -> None:
+    url = getattr(context, "dashboard_url", None)
+    if dashboard and url:
+        print(f"study.run: Ray dashboard at {url if '://' in url else 'http://' + url}", flush=True)
+
+
+# --------------------------------------------------------------------------- optional pieces of Ray
+#: the pip extra of Ray a feature needs, and the modules that tell whether it is installed
+RAY_EXTRAS = {
+    "default": ("aiohttp", "aiohttp_cors", "prometheus_client"),  # the dashboard, the job server
+    "client": ("grpc",),  # ray:// addresses (Ray Client)
+}
+
+
+def check_ray_extras(address: str | None, dashboard: bool) -> None:
+    """One error line when a requested feature needs a Ray extra that is not installed (instead of
+    Ray's traceback from deep inside ray.init)."""
+    needs = []
+    if dashboard and not address:
+        needs.append(("--dashboard", "default"))
+    if address and address.startswith("ray://"):
+        needs.append((f"--address {address}", "client"))
+    for flag, extra in needs:
+        missing = [m for m in RAY_EXTRAS[extra] if importlib.util.find_spec(m) is None]
+        if missing:
+            raise StudyError(
+                f"{flag} needs ray[{extra}], which is not installed (no module {', '.join(missing)}); expected "
+                f"pip install 'ray[{extra}]' (the study extra of this project has it)"
+            )
+
+
+# --------------------------------------------------------------------------- code shipping
+#: the packages a trial imports, shipped to the nodes of a cluster (analysis reads Parquet, on the driver)
+SHIPPED_PACKAGES = ("splicemix", "study")
+# Ray's job supervisor hands a `ray job submit` driver the job's runtime_env in this variable
+# (ray._private.runtime_env.constants.RAY_JOB_CONFIG_JSON_ENV_VAR in 2.60); ray.init merges its own
+# runtime_env into that one and fails when both set the same field.
+_JOB_ENV_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def read_runtime_env(path: str) -> dict[str, Any]:
+    """A Ray runtime_env from a YAML file (``--runtime-env``: pip, env_vars, working_dir, ...)."""
+    from splicemix.config import read_yaml_mapping
+
+    if not os.path.isfile(path):
+        raise StudyError(f"--runtime-env {path!r}: no such file; expected a YAML file holding a Ray runtime_env")
+    env = read_yaml_mapping(path, "a Ray runtime_env mapping (pip, env_vars, working_dir, py_modules, ...)")
+    from ray.runtime_env import RuntimeEnv
+
+    known = sorted(k for k in getattr(RuntimeEnv, "known_fields", ()) if not k.startswith("_"))
+    unknown = [k for k in env if known and k not in known]
+    if unknown:
+        raise StudyError(f"--runtime-env {path}: unknown field {unknown[0]!r}; expected one of {', '.join(known)}")
+    try:
+        RuntimeEnv(**env)  # Ray's own check of the fields' values
+    except (TypeError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise StudyError(f"--runtime-env {path}: not a valid Ray runtime_env ({first[:300]})") from None
+    return env
+
+
+def job_runtime_env() -> dict[str, Any] | None:
+    """The runtime_env of the Ray job this driver runs in (``ray job submit``), or None outside a job."""
+    raw = os.environ.get(_JOB_ENV_VAR)
+    if not raw:
+        return None
+    try:
+        env = json.loads(raw).get("runtime_env") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return env if isinstance(env, dict) else {}
+
+
+def runtime_env(ship_code: bool, user_env: dict[str, Any], commit: str | None) -> tuple[dict[str, Any], str]:
+    """The runtime_env a driver that joins a cluster gives Ray, and one line saying which code went.
+
+    The packages of :data:`SHIPPED_PACKAGES` go as ``py_modules`` (Ray zips each package folder,
+    uploads it once per content hash and puts it on every worker's ``sys.path``): no data, runs,
+    virtual environment or ``.git``. Not shipped with ``--no-ship-code`` (the cluster's image has the
+    package), nor when the job this driver runs in already carries code (``ray job submit
+    --working-dir``, or a job's ``py_modules``), which Ray hands to every task of the job.
+    """
+    version = f"git {commit}" if commit else "not a git checkout"
+    env = {k: list(v) if isinstance(v, list) else v for k, v in user_env.items()}
+    job = job_runtime_env()
+    if job is not None:
+        clash = sorted((set(env) & set(job)) - {"env_vars"})
+        clash += sorted(set(env.get("env_vars") or {}) & set(job.get("env_vars") or {}))
+        if clash:
+            raise StudyError(
+                f"--runtime-env: {', '.join(clash)} already set by the job's runtime_env (ray job submit "
+                "--runtime-env / --working-dir); expected each field in one of the two"
+            )
+    if not ship_code:
+        return env, f"code not shipped (--no-ship-code): the cluster's nodes import their own ({version} here)"
+    if job is not None and ("working_dir" in job or "py_modules" in job):
+        carried = "working_dir" if "working_dir" in job else "py_modules"
+        return env, f"code: the job's {carried} (ray job submit) carries it to every node ({version})"
+    modules = [importlib.import_module(name) for name in SHIPPED_PACKAGES]
+    env["py_modules"] = [*env.get("py_modules", []), *modules]
+    if job is None or "excludes" not in job:
+        env["excludes"] = [*env.get("excludes", []), "__pycache__/"]
+    where = os.path.dirname(os.path.dirname(os.path.abspath(modules[0].__file__ or "")))
+    return env, f"code: {', '.join(SHIPPED_PACKAGES)} from {where} ({version}) shipped to the cluster as py_modules"
 
 
 def _loopback_only() -> None:
@@ -183,23 +341,30 @@ class _HeldStderr:
         os.dup2(self.saved, 2)
         os.close(self.saved)
 
+    def refused(self) -> bool:
+        """Whether Ray's core logged that the cluster refused this process's authentication token."""
+        self.file.seek(0)
+        text = self.file.read().decode(errors="replace")
+        return "Unauthenticated" in text or "InvalidAuthToken" in text
+
     def replay(self) -> None:
         self.file.seek(0)
         sys.stderr.write(self.file.read().decode(errors="replace"))
         sys.stderr.flush()
 
 
-def _init_within(kwargs: dict[str, Any], address: str, timeout: float, capture: bool = True) -> None:
+def _init_within(kwargs: dict[str, Any], address: str, timeout: float, capture: bool = True) -> Any:
     """ray.init(**kwargs) in a helper thread, waiting at most ``timeout`` seconds for it (ray.init has
-    no timeout of its own). With ``capture``, what Ray writes to stderr meanwhile is held back:
-    replayed when the connection worked, dropped when it did not (the one error line says why)."""
+    no timeout of its own); its RayContext. With ``capture``, what Ray writes to stderr meanwhile is
+    held back: replayed when the connection worked, read for an authentication refusal (then one
+    error line says how to authenticate) and dropped when it did not."""
     import ray
 
-    box: dict[str, BaseException] = {}
+    box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            ray.init(**kwargs)
+            box["context"] = ray.init(**kwargs)
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
             box["error"] = e
 
@@ -214,12 +379,15 @@ def _init_within(kwargs: dict[str, Any], address: str, timeout: float, capture: 
         worker_log.removeFilter(not_main)
         if held is not None:
             held.release(still_writing=thread.is_alive())
+    err = box.get("error")
+    refused = isinstance(err, ray.exceptions.AuthenticationError) or (held is not None and held.refused())
+    if refused and (err is not None or thread.is_alive()):
+        raise StudyError(auth_problem(address))
     if thread.is_alive():
         raise StudyError(
             f"--address {address}: Ray did not connect within {timeout:g} s (--connect-timeout); "
             "expected a running, reachable Ray cluster at that address"
         )
-    err = box.get("error")
     if held is not None and err is None:
         held.replay()
     if isinstance(err, (ConnectionError, TimeoutError, ValueError, RuntimeError)):
@@ -230,6 +398,25 @@ def _init_within(kwargs: dict[str, Any], address: str, timeout: float, capture: 
         ) from None
     if err is not None:
         raise err
+    return box.get("context")
+
+
+# Ray 2.60's names for token authentication (ray._private.authentication): the mode, the token itself
+# or the file that holds it, and the default file (~/.ray/auth_token)
+AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def auth_problem(address: str) -> str:
+    """The one line for a cluster that refused this driver's (missing) token, with what this process has."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    default = os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    sources = [v for v in AUTH_ENV[1:] if os.environ.get(v)] + ([default] if os.path.isfile(default) else [])
+    return (
+        f"--address {address}: the Ray cluster refused this driver: token authentication failed "
+        f"(RAY_AUTH_MODE is {mode or 'unset'}; token from {', '.join(sources) if sources else 'nowhere'}); "
+        "expected RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN, in the file RAY_AUTH_TOKEN_PATH "
+        "names or in ~/.ray/auth_token (`ray get-auth-token` on the head prints it)"
+    )
 
 
 @contextlib.contextmanager
@@ -273,7 +460,9 @@ def trial_dirname(trial: Any) -> str:
 
 def trial_storage_dirs(study_uri: str, trial_id: str) -> list[str]:
     """Where a trial's checkpoints are stored: its Tune trial folder, and its Ray Train run's folder."""
-    return [f"{study_uri}/trial_{trial_id}", f"{study_uri}/{TRAIN_DIR}/{trial_id}"]
+    from .store import join_uri
+
+    return [join_uri(study_uri, f"trial_{trial_id}"), join_uri(study_uri, TRAIN_DIR, trial_id)]
 
 
 def stored_checkpoint(dirs: list[str]) -> Any:

@@ -17,14 +17,15 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from .schema import StudyError
-from .store import resolve_storage
+from .store import join_uri, resolve_storage
 
-__all__ = ["StudyFolder", "STUDY_YAML", "META_JSON"]
+__all__ = ["StudyFolder", "STUDY_YAML", "META_JSON", "OPTUNA_DB"]
 
 STUDY_YAML = "study.yaml"
 META_JSON = "provenance.json"
+OPTUNA_DB = "optuna.db"  #: the study's default Optuna storage, a SQLite file (study.optuna_store)
 _PROBE = ".write-test"
-_OUR_FILES = {STUDY_YAML, META_JSON, _PROBE}
+_OUR_FILES = {STUDY_YAML, META_JSON, OPTUNA_DB, _PROBE}
 
 
 @dataclass
@@ -50,7 +51,7 @@ class StudyFolder:
                 "as s3://bucket/studies"
             ) from None
         name = _study_name(spec_name, name, resume, fs, root)
-        folder = cls(fs, f"{root}/{name}", f"{root_uri}/{name}", root_uri, name)
+        folder = cls(fs, f"{root}/{name}", join_uri(root_uri, name), root_uri, name)
         folder._check_writable(resume, storage)
         return folder
 
@@ -64,6 +65,15 @@ class StudyFolder:
         with self.fs.open_output_stream(f"{self.path}/{META_JSON}") as f:
             f.write(json.dumps(meta, indent=1).encode())
         return top
+
+    def read_meta(self) -> dict[str, Any]:
+        """The ``provenance.json`` an earlier run of this study wrote ({} when there is none)."""
+        try:
+            with self.fs.open_input_stream(f"{self.path}/{META_JSON}") as f:
+                meta = json.loads(f.read().decode())
+        except (OSError, ValueError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
 
     def take_back(self, top: str | None) -> None:
         """Delete ``top`` (a folder :meth:`create` made) when it holds nothing but this module's files."""

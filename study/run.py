@@ -44,6 +44,12 @@ examples:
   python -m study.run search_spaces/grid_scaling.yaml --set train.epochs=10 --num-samples 2
   python -m study.run search_spaces/ratio.yaml --name ratio-a --resume  # continue an interrupted study
   python -m study.run search_spaces/coco.yaml --address auto --storage s3://bucket/studies
+  ray job submit --address http://HEAD:8265 --working-dir . -- python -m study.run search_spaces/ratio.yaml
+
+On a cluster (--address, RAY_ADDRESS or `ray job submit`), splicemix and study are shipped to
+every node as Ray py_modules (one line says which code, with its git commit); --no-ship-code
+when the nodes have them installed. A cluster with token authentication needs RAY_AUTH_MODE=token
+and its token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) in the driver's environment.
 
 --set key=value: a study key (search.num_samples=4, resources.num_workers=2, seeds=[0,1,2])
 or a training key (optim.lr=0.01, train.epochs=5), which is then fixed for every trial.
@@ -51,7 +57,8 @@ Bad input (the study file, a --set value, a missing data path, an unwritable --s
 --address that does not answer within --connect-timeout) is one error line naming the file,
 key, value or path, exit status 2, before Ray starts and before the study folder is made.
 Values are YAML. Results: <storage>/<name>/trials.parquet (one row per trial) and
-history.parquet (one row per trial per epoch), plus study.yaml and provenance.json.
+history.parquet (one row per trial per epoch), plus study.yaml, provenance.json and the Optuna
+study of every trial (optuna.db unless --optuna-storage names another storage).
 """
 
 
@@ -87,31 +94,20 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("SPLICEMIX_STUDY_STORAGE", "runs/studies"),
         help="folder or pyarrow URI (s3://...) for the study folders (default: runs/studies)",
     )
+    p.add_argument(
+        "--optuna-storage",
+        default=None,
+        metavar="URL",
+        help="SQLAlchemy URL of the Optuna storage that records every trial (postgresql://user@host/db; "
+        "default: the study file's search.storage, else optuna.db, a SQLite file in the study folder)",
+    )
     p.add_argument("--name", default=None, help="study folder name (default: <space name>-<date-time>)")
     p.add_argument(
         "--resume",
         action="store_true",
         help="continue the study --name (default: the newest <space name>-*) in --storage",
     )
-    p.add_argument(
-        "--address",
-        default=os.environ.get("RAY_ADDRESS"),
-        help="Ray cluster to use ('auto', host:port or ray://host:port; default: RAY_ADDRESS, else a local Ray)",
-    )
-    p.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=cluster.CONNECT_TIMEOUT_S,
-        metavar="S",
-        help=f"give up on an --address that does not answer after S seconds, with one error line "
-        f"(default: {cluster.CONNECT_TIMEOUT_S:g})",
-    )
-    p.add_argument(
-        "--num-cpus",
-        type=int,
-        default=None,
-        help="logical CPUs of a local Ray (default: max(8, 4 x cores), room for trial, Train controller and workers)",
-    )
+    _add_ray_flags(p.add_argument_group("Ray and clusters (docs/studies.md#on-a-cluster)"))
     p.add_argument(
         "--max-concurrent", type=int, default=None, help="trials at once (default: cores / CPUs per trial locally)"
     )
@@ -122,7 +118,6 @@ def _parser() -> argparse.ArgumentParser:
         help="every trial skips images that cannot be decoded, counting them (sets data.skip_corrupt=true); "
         "without it a corrupt image fails the trial with an error naming the file",
     )
-    p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (local Ray; off by default)")
     p.add_argument("--report-every", type=float, default=60.0, metavar="S", help="seconds between progress tables")
     p.add_argument("--quiet", action="store_true", help="no progress tables or trial lines")
     p.add_argument("--verbose", action="store_true", help="show the trials' own output and Ray's logs")
@@ -132,6 +127,49 @@ def _parser() -> argparse.ArgumentParser:
         help="show tracebacks on errors (bad input is otherwise one line, exit status 2)",
     )
     return p
+
+
+def _add_ray_flags(g: Any) -> None:
+    """--address, the code shipping, the local Ray's CPUs and dashboard, into the argument group ``g``."""
+    g.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="Ray cluster to join ('auto', host:port or ray://host:port; default: RAY_ADDRESS, which `ray job "
+        "submit` sets; else a private local Ray on 127.0.0.1, even when another Ray runs on this machine)",
+    )
+    g.add_argument(
+        "--runtime-env",
+        default=None,
+        metavar="FILE",
+        help="YAML file with a Ray runtime_env for every trial (pip, env_vars, ...), merged with the shipped code",
+    )
+    g.add_argument(
+        "--no-ship-code",
+        dest="ship_code",
+        action="store_false",
+        help="with --address: do not ship splicemix and study to the cluster (its nodes have them installed); "
+        "by default they go as Ray py_modules, unless `ray job submit --working-dir` carries them",
+    )
+    g.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=cluster.CONNECT_TIMEOUT_S,
+        metavar="S",
+        help=f"give up on an --address that does not answer after S seconds, with one error line "
+        f"(default: {cluster.CONNECT_TIMEOUT_S:g})",
+    )
+    g.add_argument(
+        "--num-cpus",
+        type=int,
+        default=None,
+        help="logical CPUs of a local Ray (default: max(8, 4 x cores), room for trial, Train controller and workers)",
+    )
+    g.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start Ray's dashboard on 127.0.0.1 with the local Ray and print its URL (with --address: print the "
+        "cluster's); off by default",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
             command=["python", "-m", "study.run", *(argv if argv is not None else sys.argv[1:])],
             skip_corrupt=args.skip_corrupt,
             connect_timeout=args.connect_timeout,
+            ship_code=args.ship_code,
+            runtime_env=args.runtime_env,
+            optuna_storage=args.optuna_storage,
         )
     except (StudyError, ConfigError, FileNotFoundError) as e:
         if args.debug:

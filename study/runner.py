@@ -23,11 +23,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import cluster
-from .folder import StudyFolder
+from .folder import META_JSON, STUDY_YAML, StudyFolder
+from .optuna_store import OptunaStore
 from .schema import StudyError, StudySpec, check_paths, format_study_error, load_study, materialize, smoke
-from .store import ResultStore, provenance
+from .store import ResultStore, join_uri, provenance, resolve_storage
 
-__all__ = ["StudyOptions", "StudyResult", "run_study"]
+__all__ = ["StudyOptions", "StudyResult", "run_study", "trainable", "experiment_analysis"]
 
 
 @dataclass
@@ -55,6 +56,11 @@ class StudyOptions:
     command: list[str] | None = None  #: stored in the provenance (default: sys.argv)
     skip_corrupt: bool = False
     connect_timeout: float = cluster.CONNECT_TIMEOUT_S
+    ship_code: bool = True  #: joining a cluster: ship splicemix and study to its nodes (study.cluster.runtime_env)
+    runtime_env: str | None = None  #: a YAML file with a Ray runtime_env (pip, env_vars, ...) for every trial
+    #: SQLAlchemy URL of the Optuna storage (default: the study file's search.storage, else optuna.db
+    #: in the study folder; study.optuna_store)
+    optuna_storage: str | None = None
 
     def __post_init__(self) -> None:
         for flag, value in (
@@ -72,11 +78,13 @@ class StudyOptions:
 
 @dataclass
 class StudyResult:
-    """A finished study: its folder's URI, its trial rows (by trial id) and the wall time in seconds."""
+    """A finished study: its folder's URI, its trial rows (by trial id), the wall time in seconds and
+    its Optuna study (``study_name``, ``storage``: the URL with its password hidden)."""
 
     path: str
     trials: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
+    optuna: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -88,6 +96,7 @@ class _Study:
     opts: StudyOptions
     folder: StudyFolder
     store: ResultStore
+    optuna: OptunaStore
     study_yaml: str
     meta: dict
     data_cache: str  # absolute
@@ -108,7 +117,14 @@ def run_study(space: str, options: StudyOptions) -> StudyResult:
         ) from None
     with cluster.quiet_ray_warnings():
         started_here = cluster.init_ray(
-            options.address, options.num_cpus, options.dashboard, options.verbose, options.connect_timeout
+            options.address,
+            options.num_cpus,
+            options.dashboard,
+            options.verbose,
+            options.connect_timeout,
+            ship_code=options.ship_code,
+            runtime_env_file=options.runtime_env,
+            commit=study.meta.get("git_commit"),
         )
         try:
             _fit(study)
@@ -121,6 +137,7 @@ def run_study(space: str, options: StudyOptions) -> StudyResult:
 
     trials = sorted(study.store.trials.values(), key=lambda r: r["trial_id"])
     wall = time.time() - t0
+    optuna = study.optuna
     if not options.quiet:
         print(best_table(trials, study.spec), flush=True)
         print(
@@ -128,7 +145,13 @@ def run_study(space: str, options: StudyOptions) -> StudyResult:
             "and history.parquet",
             flush=True,
         )
-    return StudyResult(study.folder.uri, trials, wall)
+    print(
+        f"study.run: Optuna study {optuna.study_name!r} in {optuna.shown_url}"
+        + (f" (copied to {optuna.describe()['copy']})" if optuna.local_db else "")
+        + f"; view it with: optuna-dashboard {optuna.shown_url}",
+        flush=True,
+    )
+    return StudyResult(study.folder.uri, trials, wall, optuna.describe())
 
 
 # --------------------------------------------------------------------------- 1.-2. the input, the storage
@@ -139,13 +162,16 @@ def _check_input(space: str, opts: StudyOptions) -> _Study:
     _check_data(spec, base, space, workdir, opts.address)
     cluster.check_address(opts.address, opts.connect_timeout)  # before anything slow: a dead address fails in seconds
     folder = StudyFolder.open(opts.storage, opts.name, opts.resume, spec.name)
+    optuna = OptunaStore.open(opts.optuna_storage or spec.search.storage, folder, opts.resume)
     study_yaml = _yaml(spec)
-    meta = provenance(study_yaml, opts.command or sys.argv)
+    meta = {**provenance(study_yaml, opts.command or sys.argv), "optuna": optuna.describe()}
     store = ResultStore(folder.uri, meta, spec.search.metric, spec.search.mode, [*spec.space, "train.seed"])
     if opts.resume:
         print(f"study.run: resuming {folder.uri} ({store.load()} trials recorded so far)", flush=True)
     data_cache = os.path.abspath(os.path.expanduser(opts.data_cache))
-    return _Study(spec, base, opts, folder, store, study_yaml, meta, data_cache, workdir, _epochs_max(spec, base))
+    return _Study(
+        spec, base, opts, folder, store, optuna, study_yaml, meta, data_cache, workdir, _epochs_max(spec, base)
+    )
 
 
 def _load(space: str, opts: StudyOptions) -> tuple[StudySpec, dict]:
@@ -264,7 +290,11 @@ def _fit(study: _Study) -> None:
     try:
         use_gpu = _use_gpu(spec)
         if not opts.resume:  # every check passed: now the study folder
-            created = folder.create(study.study_yaml, study.meta)
+            # what study.runner.trainable needs to rebuild this study's trainable for Tuner.restore
+            trial_args = {"base": study.base, "data_cache": study.data_cache, "use_gpu": use_gpu}
+            created = folder.create(
+                study.study_yaml, {**study.meta, "trainable": {**trial_args, "workdir": study.workdir}}
+            )
         r = spec.resources
         concurrent = r.max_concurrent
         if concurrent is None and not opts.address:  # a local Ray (started here or by the caller)
@@ -278,22 +308,28 @@ def _fit(study: _Study) -> None:
             f"up to {study.epochs} epochs each",
             flush=True,
         )
-        callback = StudyCallback(study.store, spec, study.base, study.data_cache, study.workdir, planned, opts.quiet)
+        callback = StudyCallback(
+            study.store, spec, study.base, study.data_cache, study.workdir, planned, opts.quiet, study.optuna
+        )
         tuner = _tuner(study, _trainable(study, use_gpu), callback, concurrent)
     except BaseException:
         folder.take_back(created)  # a failed start: take back the folders this call made
         raise
     tuner.fit()
     study.store.flush()
+    study.optuna.upload()
 
 
 def _trainable(study: _Study, use_gpu: bool) -> Any:
     """study.trial.run_trial with its fixed arguments and each trial's resources."""
+    return _make_trainable(study.spec, study.base, study.data_cache, use_gpu, study.workdir, study.folder.uri)
+
+
+def _make_trainable(spec: StudySpec, base: dict, data_cache: str, use_gpu: bool, workdir: str, study_uri: str) -> Any:
     from ray import tune
 
     from .trial import run_trial
 
-    spec = study.spec
     resources: dict[str, float]
     if spec.use_train_backend():
         resources = {"cpu": 1}  # the Tune trial only waits on its TorchTrainer, whose workers hold the rest
@@ -303,14 +339,52 @@ def _trainable(study: _Study, use_gpu: bool) -> Any:
         tune.with_parameters(
             run_trial,
             spec_json=spec.model_dump_json(),
-            base=study.base,
-            data_cache=study.data_cache,
+            base=base,
+            data_cache=data_cache,
             use_gpu=use_gpu,
-            workdir=study.workdir,
-            study_uri=study.folder.uri,
+            workdir=workdir,
+            study_uri=study_uri,
         ),
         resources,
     )
+
+
+def _folder_files(path: str) -> tuple[StudySpec, dict]:
+    """The study (study.yaml) and provenance.json of the study folder ``path`` (a folder or URI)."""
+    import json
+
+    import yaml
+
+    fs, root, _ = resolve_storage(join_uri(path))
+    try:
+        with fs.open_input_stream(f"{root}/{STUDY_YAML}") as f:
+            spec = StudySpec.model_validate(yaml.safe_load(f.read().decode()))
+        with fs.open_input_stream(f"{root}/{META_JSON}") as f:
+            meta = json.loads(f.read().decode())
+    except (OSError, ValueError) as e:
+        raise StudyError(f"{path}: not a study folder ({' '.join(str(e).split())[:200]})") from None
+    return spec, meta
+
+
+def trainable(path: str) -> Any:
+    """The trainable of the study in the folder ``path`` (a folder or URI), for
+    ``ray.tune.Tuner.restore(path, trainable=study.runner.trainable(path))``; its trials keep the
+    data cache, working directory and GPU use the study was started with."""
+    spec, meta = _folder_files(path)
+    args = meta.get("trainable")
+    if not isinstance(args, dict):
+        raise StudyError(f"{path}: its {META_JSON} has no 'trainable' entry (a study of an older version)")
+    return _make_trainable(spec, args["base"], args["data_cache"], args["use_gpu"], args["workdir"], join_uri(path))
+
+
+def experiment_analysis(path: str) -> Any:
+    """``ray.tune.ExperimentAnalysis`` of the study folder ``path`` with the study's metric and mode as
+    its defaults (Ray 2.60's ExperimentAnalysis does not read them from the folder; a restored
+    Tuner's ``get_results()`` does)."""
+    from ray.tune import ExperimentAnalysis
+
+    spec, _ = _folder_files(path)
+    return ExperimentAnalysis(path, default_metric=spec.search.metric, default_mode=spec.search.mode)
 
 
 def _tuner(study: _Study, trainable: Any, callback: Any, concurrent: int | None) -> Any:
@@ -344,7 +418,7 @@ def _tuner(study: _Study, trainable: Any, callback: Any, concurrent: int | None)
         tune_config=tune.TuneConfig(
             metric=spec.search.metric,
             mode=spec.search.mode,
-            search_alg=build_searcher(spec),
+            search_alg=build_searcher(spec, study.optuna.storage(), study.optuna.study_name),
             scheduler=build_scheduler(spec, study.epochs),
             num_samples=spec.search.samples,
             max_concurrent_trials=concurrent,

@@ -157,6 +157,12 @@ class SearchSection(_Section):
     time_budget_s: float | None = Field(
         default=None, gt=0, description="stop starting new trials after this many seconds"
     )
+    storage: str | None = Field(
+        default=None,
+        min_length=1,
+        description="SQLAlchemy URL of the Optuna storage that records every trial (postgresql://user@host/db); "
+        "null = optuna.db, a SQLite file in the study folder",
+    )
 
     @property
     def samples(self) -> int:

@@ -13,10 +13,20 @@ from typing import TYPE_CHECKING, Any
 from .schema import Param, StudySpec
 
 if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+    from optuna.storages import BaseStorage
     from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import Searcher
 
-__all__ = ["param_space", "build_searcher", "build_scheduler", "decode_params", "SEED_KEY", "INDEX_KEY"]
+__all__ = [
+    "param_space",
+    "distributions",
+    "build_searcher",
+    "build_scheduler",
+    "decode_params",
+    "SEED_KEY",
+    "INDEX_KEY",
+]
 
 SEED_KEY = "train.seed"
 INDEX_KEY = "__trial_index__"  # set by Tune's Repeater: which of the seeds this repeat is
@@ -62,6 +72,23 @@ def param_space(spec: StudySpec) -> dict[str, Any]:
     return space
 
 
+def distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
+    """The Optuna distribution of every key of :func:`param_space` (a grid's values are categories)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out: dict[str, BaseDistribution] = {}
+    for key, p in spec.space.items():
+        if p.values is not None:
+            out[key] = CategoricalDistribution(_categories(p))
+        elif p.kind == "randint":
+            out[key] = IntDistribution(*p.randint)  # type: ignore[misc]
+        else:
+            out[key] = FloatDistribution(*getattr(p, p.kind), log=p.kind == "loguniform")
+    if spec.search.algorithm == "grid" and len(spec.seeds) > 1:
+        out[SEED_KEY] = CategoricalDistribution(list(spec.seeds))
+    return out
+
+
 def decode_params(spec: StudySpec, config: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """A Tune trial config -> (training overrides {dotted key: value}, seed)."""
     params: dict[str, Any] = {}
@@ -85,11 +112,14 @@ def decode_params(spec: StudySpec, config: dict[str, Any]) -> tuple[dict[str, An
     return params, seed
 
 
-def build_searcher(spec: StudySpec) -> Searcher | None:
-    """None for the grid (Tune's BasicVariantGenerator); Optuna TPE / random otherwise.
+def build_searcher(
+    spec: StudySpec, storage: BaseStorage | None = None, study_name: str | None = None
+) -> Searcher | None:
+    """None for the grid (Tune's BasicVariantGenerator); Optuna TPE / random otherwise, recording
+    into the Optuna ``storage`` as ``study_name`` (in memory without one).
 
     With several seeds, Tune's ``Repeater`` runs every suggested configuration once per seed
-    and hands the searcher their mean.
+    and hands the searcher their mean (one Optuna trial per configuration).
     """
     s = spec.search
     if s.algorithm == "grid":
@@ -104,7 +134,9 @@ def build_searcher(spec: StudySpec) -> Searcher | None:
         sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=n_startup)
     else:
         sampler = optuna.samplers.RandomSampler(seed=s.seed)
-    searcher: Searcher = OptunaSearch(sampler=sampler, metric=s.metric, mode=s.mode)
+    searcher: Searcher = OptunaSearch(
+        sampler=sampler, metric=s.metric, mode=s.mode, storage=storage, study_name=study_name
+    )
     if len(spec.seeds) > 1:
         searcher = Repeater(searcher, repeat=len(spec.seeds), set_index=True)
     return searcher

@@ -2,8 +2,9 @@
 
 Column names come from :mod:`splicemix.results` (the ``final_`` / ``best_`` / ``cfg.`` prefixes, :class:`Status`).
 
-* ``trials.parquet``: one row per trial: ``trial_id``, ``status`` (completed | stopped (by the
-  early-stopping scheduler) | diverged | error | running), ``message``, ``seed``,
+* ``trials.parquet``: one row per trial: ``trial_id``, ``status`` (completed (its epochs, or its
+  ``train.budget``, used up) | stopped (by the early-stopping scheduler) | diverged | error |
+  running), ``message``, ``seed``,
   ``epochs_planned``, ``epochs_run``, ``wall_time_s``, ``setup_s`` (the trial function's start
   to its first training step), ``launch_s`` (Tune launching the trial to its first training
   step), ``final_<metric>`` (last epoch), ``best_<metric>`` / ``best_epoch``, ``failures`` (Tune's
@@ -29,6 +30,7 @@ import platform
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,10 +39,22 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from splicemix.results import BEST_EPOCH, CFG, DIVERGED, EPOCH, EPOCH_TIME_S, Status, best, cfg_column, final
+from splicemix.results import (
+    BEST_EPOCH,
+    BUDGET_SPENT,
+    CFG,
+    DIVERGED,
+    EPOCH,
+    EPOCH_TIME_S,
+    Status,
+    best,
+    cfg_column,
+    final,
+)
 
 __all__ = [
     "ResultStore",
+    "join_uri",
     "resolve_storage",
     "read_metadata",
     "TRIALS_FILE",
@@ -86,11 +100,23 @@ _NOT_FINAL = {
 }
 
 
+def join_uri(base: str, *parts: str) -> str:
+    """``base`` (a local path or a URI) with ``parts`` appended to its path; a URI keeps its query
+    (``s3://bucket/studies?endpoint_override=h:9000`` + ``ratio-1`` ->
+    ``s3://bucket/studies/ratio-1?endpoint_override=h:9000``). Trailing slashes are dropped. The one
+    place a study's or a trial's location is built."""
+    if "://" not in base:
+        return os.path.join(base.rstrip("/") or "/", *parts)
+    url = urllib.parse.urlsplit(base)
+    path = "/".join([url.path.rstrip("/"), *(p.strip("/") for p in parts)])
+    return urllib.parse.urlunsplit(url._replace(path=path))
+
+
 def resolve_storage(uri: str) -> tuple[pafs.FileSystem, str, str]:
     """(filesystem, path inside it, the URI/absolute path Ray should get) of a storage location."""
     if "://" in uri:
         fs, path = pafs.FileSystem.from_uri(uri)
-        return fs, path.rstrip("/"), uri.rstrip("/")
+        return fs, path.rstrip("/"), join_uri(uri)
     path = os.path.abspath(os.path.expanduser(uri))
     return pafs.LocalFileSystem(), path, path
 
@@ -298,10 +324,11 @@ def _restored(metrics: dict) -> list[dict]:
 
 def _outcome(status: Status, message: str, last: dict, epochs_run: int, planned: int) -> tuple[Status, str]:
     """The status a trial's row shows: ``diverged`` when its last result says so (study.trial ends a
-    run whose loss stopped being finite that way), ``stopped`` when it completed short of its epochs."""
+    run whose loss stopped being finite that way), ``stopped`` when it completed short of its epochs
+    (unless its train.budget ended it: a budget, not train.epochs, sets its length)."""
     if last.get(DIVERGED):
         return Status.DIVERGED, str(last[DIVERGED])
-    if status == Status.COMPLETED and epochs_run < planned:
+    if status == Status.COMPLETED and epochs_run < planned and not last.get(BUDGET_SPENT):
         return Status.STOPPED, message or f"stopped early by the scheduler after {epochs_run} of {planned} epochs"
     return status, message
 
@@ -320,11 +347,12 @@ def _start_times(first: dict, launched_at: float | None) -> dict[str, float | No
 
 
 def _finals(last_row: dict) -> dict[str, Any]:
-    """``final_<key>`` for every number of the last epoch's row (not the bookkeeping ones)."""
+    """``final_<key>`` for every number or flag (``converged``, ``budget_spent``) of the last epoch's
+    row (not the bookkeeping ones)."""
     return {
         final(k): v
         for k, v in last_row.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.startswith(CFG) and k not in _NOT_FINAL
+        if isinstance(v, (int, float)) and not k.startswith(CFG) and k not in _NOT_FINAL
     }
 
 

@@ -26,12 +26,13 @@ from typing import Any
 
 from splicemix.config import TrainConfig
 from splicemix.engine.rundir import RunDir, last_epoch
+from splicemix.models import is_weights_name
 from splicemix.results import DIVERGED, EPOCH
 
 from .cluster import TRAIN_DIR, stored_checkpoint, trial_storage_dirs
 from .schema import StudySpec, materialize
 from .space import decode_params
-from .store import RESTORED_EPOCHS
+from .store import RESTORED_EPOCHS, join_uri
 
 __all__ = ["run_trial", "trial_config", "prepare_data", "synthetic_root"]
 
@@ -96,7 +97,10 @@ def trial_config(
     voc = d.voc.model_copy(update={"root": _under(workdir, d.voc.root)})
     root = synthetic_root(cfg, data_cache) if d.dataset == "synthetic" else _under(workdir, d.root)
     data = d.model_copy(update={"coco": coco, "voc": voc, "root": root})
-    model = cfg.model.model_copy(update={"pretrained": _under(workdir, cfg.model.pretrained)})
+    weights = cfg.model.pretrained
+    model = cfg.model.model_copy(
+        update={"pretrained": weights if is_weights_name(weights) else _under(workdir, weights)}
+    )
     return cfg.model_copy(update={"train": train, "data": data, "model": model})
 
 
@@ -135,14 +139,17 @@ def _reporter(
     started: float,
     world_size: int = 1,
     restored: Sequence[dict] = (),
-) -> Callable[[dict], None]:
+) -> tuple[Callable[[dict], None], Callable[[], None]]:
     """The ``report`` the trainer calls after every epoch: the metrics plus the trial's bookkeeping
     to Ray, with the run's files as a checkpoint every ``every`` epochs and at the last (rank 0 only)."""
     resumed_from = last_epoch(list(restored))
     pending = list(restored) if is_main else []
     run = RunDir(out_dir)
 
+    sent: list[int] = []
+
     def report(metrics: dict) -> None:
+        sent.append(int(metrics.get(EPOCH, 0)))
         m = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
         m["world_size"] = world_size
         m["resumed_from_epoch"] = resumed_from  # > 0: this attempt continued from a checkpoint
@@ -160,7 +167,14 @@ def _reporter(
             run.copy_to(tmp)
             report_fn(m, checkpoint=checkpoint_cls.from_directory(tmp))
 
-    return report
+    def finish() -> None:
+        """After the run: an attempt that resumed from a checkpoint of its last epoch trains nothing and so
+        reported nothing; it sends that epoch again (on every rank, as Ray Train wants), with the restored
+        ones, so the driver records them (it may have been killed before they arrived)."""
+        if restored and not sent:
+            report(dict(restored[-1]))
+
+    return report, finish
 
 
 def _train_worker_loop(loop_config: dict) -> None:
@@ -183,7 +197,7 @@ def _train_worker_loop(loop_config: dict) -> None:
     )
     cfg, restored = _resume(cfg, checkpoint)
     prepare_data(cfg)  # every node needs the data; the file lock makes one process per node generate it
-    report = _reporter(
+    report, finish = _reporter(
         ray.train.report,
         Checkpoint,
         Path(cfg.train.out_dir),
@@ -198,6 +212,8 @@ def _train_worker_loop(loop_config: dict) -> None:
         train(cfg, report=report)
     except FloatingPointError as e:  # raised on every rank at once: the check is on the all-reduced loss
         _diverged(ray.train.report, loop_config["metric"], e)
+    else:
+        finish()
     RunDir(cfg.train.out_dir).remove()
 
 
@@ -224,7 +240,7 @@ def run_trial(
     stored = trial_storage_dirs(study_uri, trial_id)
     checkpoint = tune.get_checkpoint() or stored_checkpoint(stored)
     if spec.use_train_backend():
-        _fit_trainer(spec, cfg, checkpoint, stored, started, use_gpu, f"{study_uri}/{TRAIN_DIR}", trial_id)
+        _fit_trainer(spec, cfg, checkpoint, stored, started, use_gpu, join_uri(study_uri, TRAIN_DIR), trial_id)
     else:
         _train_here(spec, cfg, checkpoint, started)
 
@@ -239,7 +255,7 @@ def _train_here(spec: StudySpec, cfg: TrainConfig, checkpoint: Any, started: flo
     cfg, restored = _resume(cfg, checkpoint)
     prepare_data(cfg)
     out_dir = Path(cfg.train.out_dir)
-    report = _reporter(
+    report, finish = _reporter(
         tune.report,
         Checkpoint,
         out_dir,
@@ -253,6 +269,8 @@ def _train_here(spec: StudySpec, cfg: TrainConfig, checkpoint: Any, started: flo
         train(cfg, report=report)
     except FloatingPointError as e:
         _diverged(tune.report, spec.search.metric, e)
+    else:
+        finish()
     RunDir(out_dir).remove()  # every epoch's files went to Ray's storage with its checkpoint
 
 
