@@ -13,6 +13,7 @@ JSON only: nothing from ``study/`` or Ray is imported; result names and grids co
 
 from pathlib import Path
 
+from . import extras  # noqa: F401 - first: one clear error when the extras are missing
 from .load import (
     ALIASES,
     METRICS,

@@ -94,9 +94,10 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 def _code_dirs() -> list[str]:
     """Every folder through which a Ray worker on this machine could import the project's packages:
     where this process imported them from, and where a fresh Python finds them (the editable install)."""
-    import importlib
+    import importlib.util
 
-    dirs = {os.path.dirname(importlib.import_module(p).__file__ or "") for p in PACKAGES}
+    specs = [importlib.util.find_spec(p) for p in PACKAGES]  # found, not imported (analysis needs its extra)
+    dirs = {os.path.dirname(s.origin or "") for s in specs if s is not None}
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run(
         [sys.executable, "-c", WHERE.format(p=PACKAGES)], cwd="/", env=env, capture_output=True, text=True, timeout=60
@@ -163,9 +164,10 @@ class Cluster:
         hide = "; ".join(f"mount -t tmpfs -o size=1m tmpfs {d}" for d in _code_dirs())
         ray = [str(BIN / "ray"), "start", "--address", self.address, "--num-cpus", "2", "--block"]
         ray += ["--temp-dir", str(temp), *self._node_flags(), "--disable-usage-stats"]
+        # an emptied package folder still imports as a namespace package: check a module inside it
         script = (
             f"set -e; {hide}; cd {temp}; "
-            f"if {sys.executable} -c 'import splicemix' 2>/dev/null; then echo 'splicemix is still importable'; "
+            f"if {sys.executable} -c 'import splicemix.mixing' 2>/dev/null; then echo 'splicemix is still importable'; "
             f"exit 3; fi; exec {' '.join(ray)}"
         )
         env = {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
