@@ -40,6 +40,7 @@ __all__ = [
     "STEPS",
     "IMAGES_SEEN",
     "TRAIN_TIME_TOTAL_S",
+    "WALL_CLOCK",
     "BUDGET_SPENT",
     "CONVERGED",
     "CONVERGENCE_GAIN",
@@ -82,6 +83,10 @@ BEST_EPOCH = "best_epoch"
 STEPS = "steps"  #: optimiser steps
 IMAGES_SEEN = "images_seen"  #: training images, regular + mixed (B + B' per step), all processes
 TRAIN_TIME_TOTAL_S = "train_time_total_s"  #: training seconds (the sum of train_time_s; no evaluation)
+#: the wall-clock keys of a metrics line: the only ones that differ between two identical runs
+WALL_CLOCK = frozenset(
+    {IMAGES_PER_S, REGULAR_IMAGES_PER_S, TRAIN_TIME_S, EVAL_TIME_S, EPOCH_TIME_S, TRAIN_TIME_TOTAL_S}
+)
 BUDGET_SPENT = "budget_spent"  #: True once train.budget is used up (what ended the run; False without one)
 # convergence (on every evaluated epoch's line: the verdict on the mAP history so far, see convergence())
 CONVERGED = "converged"  #: True when the best-so-far mAP gained < CONVERGENCE_MIN_GAIN over the window
