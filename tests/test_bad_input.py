@@ -14,7 +14,6 @@ data paths), a --storage below a regular file, ``--smoke`` or ``--print-config``
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from loopback import free_port
 
 from splicemix.config import ConfigError, check_data_paths, load_config, safe_yaml
 from splicemix.data import CorruptImageError, SkipCorrupt
@@ -34,13 +34,7 @@ BASE = REPO / "configs" / "default.yaml"
 TINY = dict(n_train=48, n_val=16, image_size=32, seed=0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-DEAD = ["--address", f"127.0.0.1:{_free_port()}", "--connect-timeout", "2"]  # the safety net
+DEAD = ["--address", f"127.0.0.1:{free_port()}", "--connect-timeout", "2"]  # the safety net
 
 
 def _run(module: str, *args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -593,7 +587,7 @@ def test_failed_start_after_ray_leaves_no_study_folder(tmp_path):
 
 # =========================================================================== 9. Ray address
 def test_dead_address_fails_within_the_timeout(tmp_path):
-    port = _free_port()
+    port = free_port()
     t0 = time.monotonic()
     r = study(
         tmp_path,
@@ -612,7 +606,7 @@ def test_dead_address_fails_within_the_timeout(tmp_path):
 
 
 def test_dead_ray_client_address(tmp_path, inproc):
-    port = _free_port()
+    port = free_port()
     r = inproc(
         "study.run",
         space_file(tmp_path, OK_SPACE),

@@ -29,7 +29,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
+from loopback import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = ROOT / "search_spaces" / "ratio.yaml"
@@ -74,12 +74,6 @@ seeds: [0]
 search: {{algorithm: grid, scheduler: fifo}}
 resources: {{num_workers: 1, cpus_per_worker: 1, max_failures: 1}}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -132,14 +126,14 @@ class Cluster:
         self.root = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))  # short: Ray's socket paths have a limit
         self.home, self.head_cpus = home, head_cpus
         self.env = _env(home, **(auth or {"RAY_AUTH_MODE": "disabled"}))
-        self.port, self.dashboard_port = _free_port(), _free_port()
+        self.port, self.dashboard_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.workers: list[subprocess.Popen] = []
 
     def start(self, workers: int = 1) -> Cluster:
         cmd = [str(BIN / "ray"), "start", "--head", "--num-cpus", str(self.head_cpus), "--port", str(self.port)]
         cmd += ["--temp-dir", str(self.root / "ray"), "--dashboard-port", str(self.dashboard_port)]
-        cmd += ["--dashboard-host", "127.0.0.1", "--ray-client-server-port", str(_free_port())]
+        cmd += ["--dashboard-host", "127.0.0.1", "--ray-client-server-port", str(free_port())]
         cmd += [*self._node_flags(), "--disable-usage-stats"]
         out = subprocess.run(cmd, env=self.env, cwd=self.root, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stdout + out.stderr
@@ -152,9 +146,9 @@ class Cluster:
             "--node-ip-address",
             "127.0.0.1",
             "--dashboard-agent-listen-port",
-            str(_free_port()),
+            str(free_port()),
             "--metrics-export-port",
-            str(_free_port()),
+            str(free_port()),
         ]
 
     def add_worker(self) -> None:

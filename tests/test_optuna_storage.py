@@ -8,7 +8,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import optuna
 import pyarrow.parquet as pq
 import pytest
+from loopback import free_port
 
 from study.run import run_study
 from study.schema import StudyError
@@ -63,9 +63,7 @@ def postgres():
         entry = pwd.getpwnam(user)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
         as_user = ["runuser", "-u", user, "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     data = f"{folder}/data"
     run = dict(check=True, capture_output=True, text=True, timeout=120)
     subprocess.run([*as_user, initdb, "-D", data, "-A", "trust", "-U", "splicemix", "--no-sync"], **run)

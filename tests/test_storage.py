@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from loopback import free_port
 
 from study.store import join_uri, resolve_storage
 
@@ -50,19 +50,13 @@ def test_resolve_storage_keeps_the_query():
 
 
 # --------------------------------------------------------------------------- a real S3 server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """moto's S3 server in its own process on 127.0.0.1 with a bucket ``studies``; yields the
     environment (dummy credentials) and the endpoint."""
     import boto3
 
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
