@@ -22,6 +22,20 @@ nothing from ``study/`` or Ray is imported; the column names come from :mod:`spl
 ``mAP_low``    ``final_mAP@S`` for the smallest evaluated size S (``low_size``)
 ``mAP_rare``   ``final_mAP_rare_pairs``;  ``mAP_common``: ``final_mAP_common_pairs``
 ``status``     completed | stopped | diverged | error | running
+``epochs``     ``cfg.train.epochs`` (else ``epochs_planned``); for a trial with a ``train.budget`` the
+               epochs it ran (``epochs_run``, the last one possibly partial): the budget, not
+               ``train.epochs``, fixed its length
+``budget``     how the trial's length was fixed: ``"epochs"`` (no ``train.budget``: equal epochs, the
+               paper's protocol) or the budget as ``"<kind> <amount>"``: ``"images 120000"``
+               (training images seen, regular + mixed), ``"steps 1500"``, ``"seconds 300"``
+               (integers as such, other amounts ``:g``). Read from the flattened
+               ``cfg.train.budget.<kind>`` columns the store writes, or from one ``cfg.train.budget``
+               column holding a mapping or its JSON text
+``pretrained`` ``cfg.model.pretrained``: ``"none"`` from scratch (null or absent), else the value's
+               file name (``"shapes"``, ``"resnet18-shapes.pt"`` for a path)
+``converged``  ``final_converged`` as a nullable boolean: the trial's best-so-far val mAP gained less
+               than 0.3 points over the last quarter of its epochs (``splicemix.results.convergence``);
+               NA when the study predates the column
 =============  ==================================================================================
 
 Every original column is kept. Metrics are in percent, as the trainer reports them.
@@ -40,7 +54,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from splicemix.grids import DEFAULT_MIXED_RATIO
-from splicemix.results import COMMON_PAIRS, MAP, RARE_PAIRS, Status, cfg_column, final, low_res_column
+from splicemix.results import (
+    COMMON_PAIRS,
+    CONVERGED,
+    MAP,
+    RARE_PAIRS,
+    Status,
+    cfg_column,
+    final,
+    low_res_column,
+)
 
 __all__ = [
     "StudyLoadError",
@@ -50,6 +73,9 @@ __all__ = [
     "METRICS",
     "COMPLETED",
     "DEFAULT_RATIO",
+    "EPOCHS_FORM",
+    "BUDGET_KINDS",
+    "NOT_PRETRAINED",
     "check_study_dir",
     "load_studies",
     "load_history",
@@ -69,6 +95,12 @@ META_KEY = b"splicemix"
 DEFAULT_RATIO = DEFAULT_MIXED_RATIO
 #: the status of a trial that ran every planned epoch (the only trials the answers use)
 COMPLETED = Status.COMPLETED.value
+#: the ``budget`` of a trial whose length was ``train.epochs`` (no ``train.budget``)
+EPOCHS_FORM = "epochs"
+#: the kinds of ``train.budget`` (``splicemix.config.BudgetConfig``'s fields), in the order they are looked for
+BUDGET_KINDS = ("images", "steps", "seconds")
+#: the ``pretrained`` of a trial trained from scratch
+NOT_PRETRAINED = "none"
 
 #: the alias columns :func:`tidy_trials` adds
 ALIASES = [
@@ -92,6 +124,9 @@ ALIASES = [
     "low_size",
     "mAP_rare",
     "mAP_common",
+    "budget",
+    "pretrained",
+    "converged",
 ]
 #: metric aliases, in percent
 METRICS = ["mAP", "mAP_low", "mAP_rare", "mAP_common"]
@@ -171,6 +206,48 @@ def _ratio(raw: pd.DataFrame, method: pd.Series) -> pd.Series:
     return ratio.where(method != "baseline", 0.0)
 
 
+def _amount_text(v: Any) -> str:
+    """A budget amount as text: 120000 -> "120000", 300.5 -> "300.5"."""
+    x = float(v)
+    return str(int(x)) if x.is_integer() else f"{x:g}"
+
+
+def _budget_value(v: Any) -> str | None:
+    """``"<kind> <amount>"`` of one ``cfg.train.budget`` value (a mapping or its JSON text); None for none."""
+    if isinstance(v, str) and v.strip()[:1] == "{":
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return v.strip()
+    if isinstance(v, dict):
+        given = [(k, x) for k, x in v.items() if x is not None]
+        return " ".join(f"{k} {_amount_text(x)}" for k, x in given) or None
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return str(v).strip() or None
+
+
+def _budget(raw: pd.DataFrame) -> pd.Series:
+    """The ``budget`` alias: ``"epochs"``, or ``"images 120000"`` / ``"steps 1500"`` / ``"seconds 300"``."""
+    out = _cfg(raw, "train.budget", None).map(_budget_value).astype(object)
+    for kind in BUDGET_KINDS:
+        amount = _num(_cfg(raw, f"train.budget.{kind}"))
+        out = out.where(out.notna() | amount.isna(), amount.map(lambda x, k=kind: f"{k} {_amount_text(x)}"))
+    return out.fillna(EPOCHS_FORM).astype(object)
+
+
+def _pretrained(raw: pd.DataFrame) -> pd.Series:
+    """The ``pretrained`` alias: ``"none"`` from scratch, else the weights' name (a path's file name)."""
+    v = _cfg(raw, "model.pretrained", None)
+    return v.map(lambda x: NOT_PRETRAINED if pd.isna(x) or not str(x).strip() else Path(str(x)).name).astype(object)
+
+
+def _converged(raw: pd.DataFrame) -> pd.Series:
+    """``final_converged`` as a nullable boolean (NA where unknown or not recorded)."""
+    v = _col(raw, final(CONVERGED), None)
+    return v.map(lambda x: pd.NA if x is None or pd.isna(x) else bool(x)).astype("boolean")
+
+
 def _add_data(df: pd.DataFrame, raw: pd.DataFrame) -> None:
     """``dataset``, and the data cell: ``n_train`` and ``imbalance`` (synthetic) or the train limit."""
     dataset = _cfg(raw, "data.dataset", "synthetic").fillna("synthetic").astype(str)
@@ -206,8 +283,12 @@ def tidy_trials(raw: pd.DataFrame, study: str) -> pd.DataFrame:
     seed = _col(raw, "seed")
     df["seed"] = _num(seed if not seed.isna().all() else _cfg(raw, "train.seed")).astype("Int64")
     df["cl_weight"] = _num(_cfg(raw, "mix.cl_weight"))
-    df["epochs"] = _num(_cfg(raw, "train.epochs")).fillna(_num(_col(raw, "epochs_planned")))
+    df["budget"] = _budget(raw)
+    epochs = _num(_cfg(raw, "train.epochs")).fillna(_num(_col(raw, "epochs_planned")))
+    df["epochs"] = epochs.where(df["budget"] == EPOCHS_FORM, _num(_col(raw, "epochs_run")))
     df["image_size"] = _num(_cfg(raw, "data.image_size"))
+    df["pretrained"] = _pretrained(raw)
+    df["converged"] = _converged(raw)
     _add_metrics(df, raw)
     return df
 
@@ -254,8 +335,9 @@ def load_history(*dirs: str | Path) -> pd.DataFrame:
         h["study"] = name
         low_col, _ = low_res_column(h.columns, prefix="")
         h["mAP_low"] = _num(h[low_col]) if low_col else np.nan
-        # the trial's factors (the aliases up to "epochs"), but not its seed: history rows carry their own
-        keep = [c for c in ALIASES[: ALIASES.index("epochs") + 1] if c != "seed"]
+        # the trial's factors (the aliases up to "epochs", its budget and weights), but not its seed:
+        # history rows carry their own (and their own per-epoch "converged")
+        keep = [c for c in ALIASES[: ALIASES.index("epochs") + 1] if c != "seed"] + ["budget", "pretrained"]
         h = h.drop(columns=[c for c in keep if c in h.columns and c not in ("study", "trial_id")])
         h = h.merge(trials[keep], on=["study", "trial_id"], how="left")
         frames.append(h)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .load import EPOCHS_FORM, NOT_PRETRAINED
 from .stats import fmt_ci, fmt_num, seeds_to_resolve
 
 __all__ = [
@@ -29,6 +30,11 @@ __all__ = [
     "level_list",
     "claim_sentences",
     "claim_word",
+    "BUDGET_UNITS",
+    "count_text",
+    "form_label",
+    "budget_text",
+    "sign_word",
 ]
 
 #: the paper's spelling of each ``cfg.mix.method``
@@ -113,8 +119,13 @@ def multi_cells(tab: pd.DataFrame) -> set[str]:
 
 
 def cell_label(r: pd.Series | dict, multi: bool) -> str:
-    """``study: model`` (plus the data cell when the study has several)."""
+    """``study: model`` (plus its starting weights and budget when the row has them, and the data cell
+    when the study has several)."""
     lab = f"{r['study']}: {r['model']}"
+    if r.get("pretrained", NOT_PRETRAINED) != NOT_PRETRAINED:
+        lab += f" ({r['pretrained']})"
+    if r.get("budget", EPOCHS_FORM) != EPOCHS_FORM:
+        lab += f", {r['budget']}"
     if multi and pd.notna(r["n_train"]):
         lab += f", n_train {level_text(r['n_train'])}, imbalance {level_text(r['imbalance'])}"
     return lab
@@ -181,3 +192,36 @@ def claim_word(tab: pd.DataFrame, better: str = "pos") -> str:
         if n == 1
         else f"is not resolved by these data (none of the {n} intervals excludes 0)"
     )
+
+
+#: what each form of a run's length holds equal, in the answers' words (the ``budget`` alias's kinds)
+BUDGET_UNITS = {EPOCHS_FORM: "epochs", "images": "images seen", "steps": "steps", "seconds": "training seconds"}
+
+
+def count_text(v: Any) -> str:
+    """A count with thousands separators: 120000 -> "120,000", 300.5 -> "300.5" (text as given when not a number)."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return f"{int(x):,}" if x.is_integer() else f"{x:,g}"
+
+
+def form_label(budget: str, epochs: pd.Series | None = None) -> str:
+    """The label of a form of a run's length (a ``budget`` value): ``"at equal epochs (12)"`` (with the
+    ``epochs`` levels), ``"at equal images seen (120,000)"``, ``"at equal steps (1,500)"``,
+    ``"at equal training seconds (300)"``."""
+    kind, _, amount = str(budget).partition(" ")
+    amt = (levels_text(epochs) if epochs is not None else "n/a") if kind == EPOCHS_FORM else count_text(amount)
+    return f"at equal {BUDGET_UNITS.get(kind, kind)}" + (f" ({amt})" if amt and amt != "n/a" else "")
+
+
+def budget_text(budget: str) -> str:
+    """A budget (a ``budget`` value other than ``"epochs"``) in words: ``"a budget of 120,000 images seen"``."""
+    kind, _, amount = str(budget).partition(" ")
+    return f"a budget of {count_text(amount)} {BUDGET_UNITS.get(kind, kind)}"
+
+
+def sign_word(sign: int) -> str:
+    """A contrast's direction: 1 -> "resolved > 0", -1 -> "resolved < 0", 0 -> "unresolved"."""
+    return {1: "resolved > 0", -1: "resolved < 0"}.get(sign, "unresolved")

@@ -4,11 +4,14 @@ Loads every study directory (``trials.parquet``, ``history.parquet``, ``provenan
 every analysis of :mod:`analysis.questions`, and writes into ``--out``:
 
 * ``answers.md``: per open question the answer in numbers with intervals, the conditions it
-  holds for and what would change it (or, plainly, that the loaded results cannot answer it);
-  the paper's claims; the provenance of every study;
-* ``figures/*.png`` (dpi 150) and ``figures/*.svg``;
+  holds for (the form of the runs' length, and how many trials converged when the study records
+  it) and what would change it (or, plainly, that the loaded results cannot answer it); the
+  paper's claims; the provenance of every study. When a study holds trials at equal epochs and at
+  a compute budget (``train.budget``), its answer is given once per form, labelled ("at equal
+  epochs (12)", "at equal images seen (120,000)"), with a sentence saying whether they agree;
+* ``figures/*.png`` (dpi 150) and ``figures/*.svg`` (``<figure>_<form>`` per form);
 * ``summary.csv`` (mean, sd, n and interval of every metric per condition) and ``tables/*.csv``
-  (every table behind the answers).
+  (every table behind the answers; ``<question>_<table>_<form>.csv`` per form).
 
 Bad input (a missing directory, no ``trials.parquet``, an unreadable Parquet file) is one line on
 stderr naming the path and what was expected, exit status 2.
@@ -31,6 +34,7 @@ import yaml
 
 from .load import (
     COMPLETED,
+    EPOCHS_FORM,
     METRICS,
     StudyLoadError,
     check_study_dir,
@@ -41,6 +45,7 @@ from .load import (
     study_names,
 )
 from .questions import FACTORS, Answer, answer_all
+from .questions.forms import form_slug
 from .stats import summarize
 
 __all__ = ["main", "build_parser", "write_report", "render_answers", "md_table", "summary_table"]
@@ -63,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
             "SpliceMix-CL on a ViT) and check its claims from the results of `python -m study.run`. "
             "Each analysis finds the study it needs among the given directories by which configuration "
             "keys vary; a question no study can answer is reported as such, with the search space "
-            "that would answer it."
+            "that would answer it. Trials trained for a number of epochs (train.epochs) and trials "
+            "trained to a compute budget (train.budget: images, steps or seconds) are never pooled: a "
+            "study holding both is answered once per form, with whether the forms agree. Trials "
+            "differing only in their starting weights (model.pretrained) are never pooled either; "
+            "where the study records it, each answer says how many of its trials converged."
         ),
         epilog=(
             "Writes OUT/answers.md, OUT/figures/*.png|svg, OUT/summary.csv and OUT/tables/*.csv. "
@@ -147,6 +156,8 @@ def summary_table(trials: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     c = completed(trials)
     if not len(c):
         return pd.DataFrame(columns=["study", "metric", "mean", "sd", "n", "lo", "hi"])
+    if "budget" in c.columns:  # under a budget the epochs run are an outcome, not a condition
+        c = c.assign(epochs=c["epochs"].where(c["budget"] == EPOCHS_FORM))
     by = (
         ["study"]
         + [
@@ -231,20 +242,20 @@ def _provenance_rows(dirs: Sequence[Path], trials: pd.DataFrame) -> pd.DataFrame
 # --------------------------------------------------------------------------------------------
 
 
-def _answer_md(a: Answer, level: float, figures: dict[str, str], heading: str = "##") -> str:
-    out = [f"{heading} {a.title}\n", f"*{a.question}*\n"]
+def _answer_body(a: Answer, fig: str | None, key: str, suffix: str = "") -> list[str]:
+    """One answer's verdict, details, conditions, figure, changes, notes and tables (``suffix``: its
+    form's part of the table names, labelled by ``a.form_label``)."""
+    label = f" {a.form_label}" if suffix else ""
     if not a.answerable:
-        out.append(f"**Answer: cannot be answered from the loaded results.** {a.verdict}\n")
-        return "\n".join(out)
+        return [f"**Answer{label}: cannot be answered from the loaded results.** {a.verdict}\n"]
     tag = " (partial)" if a.partial else ""
-    out.append(f"**Answer{tag}.** {a.verdict}\n")
+    out = [f"**Answer{label}{tag}.** {a.verdict}\n"]
     if a.bullets:
         out.append("Details:\n\n" + "".join(f"- {b}\n" for b in a.bullets))
     if a.conditions:
         out.append("**Holds for.**\n\n" + "".join(f"- {k}: {v}\n" for k, v in a.conditions.items()))
-    fig = figures.get(a.key)
     if fig:
-        out.append(f"![{a.title}]({fig}.png)\n\n([SVG]({fig}.svg))\n")
+        out.append(f"![{a.title}{label}]({fig}.png)\n\n([SVG]({fig}.svg))\n")
     if a.changes:
         out.append("**What would change it.**\n\n" + "".join(f"- {c}\n" for c in a.changes))
     if a.notes:
@@ -252,8 +263,22 @@ def _answer_md(a: Answer, level: float, figures: dict[str, str], heading: str = 
     if a.tables:
         out.append("<details><summary>Tables</summary>\n")
         for name, t in a.tables.items():
-            out.append(f"**{name}** (`tables/{a.key}_{name}.csv`)\n\n{md_table(t)}")
+            out.append(f"**{name}** (`tables/{key}_{name}{'_' + suffix if suffix else ''}.csv`)\n\n{md_table(t)}")
         out.append("</details>\n")
+    return out
+
+
+def _answer_md(a: Answer, level: float, figures: dict[str, str], heading: str = "##") -> str:
+    """An answer's section: its body, or one body per form of the runs' length and whether they agree."""
+    out = [f"{heading} {a.title}\n", f"*{a.question}*\n"]
+    if not a.forms:
+        return "\n".join(out + _answer_body(a, figures.get(a.key), a.key))
+    for f in a.forms:
+        slug = form_slug(f.form or "")
+        out += _answer_body(f, figures.get(f"{a.key}_{slug}"), a.key, slug)
+    out.append(f"**Equal epochs or equal compute: do the forms agree?** {a.agreement}\n")
+    if a.notes:
+        out.append("Notes: " + "; ".join(a.notes) + ".\n")
     return "\n".join(out)
 
 
@@ -290,7 +315,8 @@ def _at_a_glance(answers: Sequence[Answer]) -> str:
                     "answer": (
                         "cannot be answered from the loaded results"
                         if not a.answerable
-                        else ("(partial) " if a.partial else "") + _first_sentence(a.verdict)
+                        else ("(partial) " if a.partial else "")
+                        + _first_sentence(a.agreement if a.forms else a.verdict)
                     ),
                 }
                 for a in answers
@@ -340,7 +366,16 @@ def render_answers(
         f"Student-t interval over seeds (seed-paired for differences: same seed, same other conditions). "
         f"The best level of a factor and the peak of a quadratic fit use a bootstrap over seeds ({n_boot} "
         f"resamples, seed {seed}). *Resolved* means the interval excludes 0. Each answer names the study it "
-        f"comes from; an open question no loaded study can answer says so.\n",
+        f"comes from; an open question no loaded study can answer says so."
+        + (
+            " Trials trained for a number of epochs and trials trained to a compute budget (images seen, "
+            "steps or seconds; mixed images add compute, so equal epochs are not equal compute) are never "
+            "pooled: an answer whose study holds both is given once per form, labelled, with whether the "
+            "forms agree."
+            if any(a.forms for a in answers)
+            else ""
+        )
+        + "\n",
         "## At a glance\n",
         _at_a_glance(answers),
         "# The open questions\n",
@@ -353,9 +388,11 @@ def render_answers(
         "Here they are checked on every loaded study that has baseline trials (method baseline, or "
         "ratio 0 = no mixing) and mixing trials.\n"
     )
-    if "claims_map" in figures:
-        parts.append(f"![The paper's claims]({figures['claims_map']}.png)\n")
-    claim_figures = {k: v for k, v in figures.items() if k != "claims_map"}
+    top = [k for k in figures if k == "claims_map" or k.startswith("claims_map_")]
+    for k in top:
+        form = k.removeprefix("claims_map").removeprefix("_").replace("_", " ")
+        parts.append(f"![The paper's claims{f' ({form})' if form else ''}]({figures[k]}.png)\n")
+    claim_figures = {k: v for k, v in figures.items() if k not in top}
     parts += [_answer_md(a, level, claim_figures, "##") for a in answers if a.key.startswith("claims")]
     if "learning_curves" in figures:
         parts.append("# Learning curves\n")
@@ -377,6 +414,22 @@ def render_answers(
 # --------------------------------------------------------------------------------------------
 
 
+def _figure_targets(answers: Sequence[Answer], key: str, name: str) -> list[tuple[str, str, Any]]:
+    """(figure key, file name, what the figure function takes) of the answer ``key``: one, or one per
+    form of the runs' length (``<key>_<form>``, ``<name>_<form>``)."""
+    a = next((x for x in answers if x.key == key), None)
+    if a is None or not a.answerable:
+        return []
+    if not a.forms:
+        return [(key, name, [x for x in answers if x.key.startswith("claims")] if key == "claims_map" else a)]
+    out = []
+    for f in a.forms:
+        if f.answerable:
+            slug = form_slug(f.form or "")
+            out.append((f"{key}_{slug}", f"{name}_{slug}", [f] if key == "claims_map" else f))
+    return out
+
+
 def _make_figures(
     answers: Sequence[Answer], history: pd.DataFrame, figdir: Path, level: float, log: Callable[[str], None]
 ) -> dict[str, str]:
@@ -385,13 +438,10 @@ def _make_figures(
 
     from . import plots  # matplotlib is imported only when figures are made
 
-    by_key = {a.key: a for a in answers}
     makers: list[tuple[str, str, Callable[[], Any]]] = []
     for key, (name, fn) in FIGURES.items():
-        a = by_key.get(key)
-        if a is not None and a.answerable:
-            arg: Any = [x for x in answers if x.key.startswith("claims")] if key == "claims_map" else a
-            makers.append((key, name, partial(getattr(plots, fn), arg, level=level)))
+        for fkey, fname, arg in _figure_targets(answers, key, name):
+            makers.append((fkey, fname, partial(getattr(plots, fn), arg, level=level)))
     if len(history):
         makers.append(("learning_curves", "learning_curves", partial(plots.fig_learning_curves, history, level)))
     figures: dict[str, str] = {}
@@ -454,7 +504,9 @@ def write_report(
         log(
             f"{a.key}: "
             + (
-                f"answered from {a.study}" + (" (partial)" if a.partial else "")
+                f"answered from {a.study}"
+                + (f" ({len(a.forms)} forms)" if a.forms else "")
+                + (" (partial)" if a.partial else "")
                 if a.answerable
                 else "cannot be answered from the loaded results"
             )

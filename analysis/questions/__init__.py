@@ -8,7 +8,10 @@ says so and names the search space that would.
 
 One module per question: :mod:`.q1` (grid scaling), :mod:`.q2` (ratio by data set), :mod:`.q3`
 (SpliceMix-CL on a ViT vs a CNN), :mod:`.claims` (the paper's claims); :mod:`.common` holds what
-they share and :mod:`analysis.prose` the sentences.
+they share, :mod:`.forms` the answer once per form of the runs' length (equal epochs, or a budget
+of images, steps or seconds: equal compute) with whether the forms agree, and
+:mod:`analysis.prose` the sentences. :func:`answer_all` (what the report uses) answers every
+question per form; the question functions themselves hold a study's budget at one level.
 
 Units: mAP in percent; differences in mAP points. Intervals: ``level`` two-sided t intervals
 over seeds (seed-paired for differences); the best level and the quadratic peak use a bootstrap
@@ -17,10 +20,13 @@ over seeds.
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 
 from .claims import claims
 from .common import FACTORS, SPACES, Answer, conditions, grid_spec, parse_grid, varying
+from .forms import agreement, by_form
 from .q1 import q1_grid_scaling
 from .q2 import q2_ratio_by_data
 from .q3 import q3_cl_vit
@@ -32,6 +38,8 @@ __all__ = [
     "q3_cl_vit",
     "claims",
     "answer_all",
+    "by_form",
+    "agreement",
     "grid_spec",
     "parse_grid",
     "varying",
@@ -42,10 +50,11 @@ __all__ = [
 
 
 def answer_all(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> list[Answer]:
-    """Q1, Q2, Q3 and the claims, in that order."""
+    """Q1, Q2, Q3 and the claims, in that order, each once per form of the runs' length its study
+    holds (:func:`by_form`)."""
     return [
-        q1_grid_scaling(df, level, n_boot, seed),
-        q2_ratio_by_data(df, level, n_boot, seed),
-        q3_cl_vit(df, level, n_boot, seed),
-        *claims(df, level),
+        *by_form(partial(q1_grid_scaling, level=level, n_boot=n_boot, seed=seed), df),
+        *by_form(partial(q2_ratio_by_data, level=level, n_boot=n_boot, seed=seed), df),
+        *by_form(partial(q3_cl_vit, level=level, n_boot=n_boot, seed=seed), df),
+        *by_form(partial(claims, level=level), df),
     ]

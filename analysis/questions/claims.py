@@ -28,10 +28,16 @@ TEXTS = {
     ),
 }
 _CELL = ["study", "model", "n_train", "imbalance"]  # a comparison with the baseline is paired within one cell
+_SPLIT = ["budget", "pretrained"]  # also part of the cell where they vary: trials differing in them are never pooled
 _NOTES = [
     f"headline = the paper's default setting (ratio {PAPER_RATIO:g}, default grids) when tested, else the "
     "closest tested ratio; every variant is in the tables"
 ]
+
+
+def _cell(c: pd.DataFrame) -> list[str]:
+    """The columns of a cell: :data:`_CELL`, and ``budget`` / ``pretrained`` where they vary in ``c``."""
+    return _CELL + [f for f in _SPLIT if f in c.columns and c[f].nunique() > 1]
 
 
 def _variant(r: pd.Series) -> str:
@@ -73,7 +79,7 @@ def _vs_baseline(c: pd.DataFrame, value: str, level: float) -> pd.DataFrame:
     """Every variant − the baseline on ``value``, seed-paired within a cell, flagged ``headline``."""
     out = []
     for v in sorted(c.loc[c["variant"] != "baseline", "variant"].unique()):
-        t = paired_diff(c, _CELL, v, "baseline", value, factor="variant", level=level)
+        t = paired_diff(c, _cell(c), v, "baseline", value, factor="variant", level=level)
         if len(t):
             out.append(t)
     if not out:
@@ -130,7 +136,7 @@ def _map_claim(c: pd.DataFrame, df: pd.DataFrame, level: float) -> Answer:
         f"The claim {claim_word(t_map)}. {join_limited(s)}. The paper reports +1.4 (SpliceMix) and +1.9 "
         f"(SpliceMix-CL) mAP points on MS-COCO with ResNet-101."
     )
-    tables = {"by_variant": summarize(c, _CELL + ["variant"], "mAP", level), "vs_baseline": t_map}
+    tables = {"by_variant": summarize(c, _cell(c) + ["variant"], "mAP", level), "vs_baseline": t_map}
     return _answer("claims_map", verdict, c, df, s, tables, [_ratio_hint(t_map)] + common_changes(c))
 
 
@@ -147,7 +153,7 @@ def _lowres_claim(c: pd.DataFrame, df: pd.DataFrame, level: float) -> Answer:
     size, full = levels_text(low["low_size"]), levels_text(low["image_size"])
     t_low, t_drop = _vs_baseline(low, "mAP_low", level), _vs_baseline(low, "drop", level)
     s_low, s_drop = claim_sentences(t_low), claim_sentences(t_drop, "points of drop")
-    base_drop = summarize(low[low["arm"] == "baseline"], _CELL, "drop", level)
+    base_drop = summarize(low[low["arm"] == "baseline"], _cell(low), "drop", level)
     verdict = (
         f"Evaluated at {size} px (trained at {full} px), mAP of the mixed models vs the baseline: the "
         f"claim {claim_word(t_low)}. {join_limited(s_low)}. The baseline loses (mAP points, {full} → {size} "
@@ -156,7 +162,7 @@ def _lowres_claim(c: pd.DataFrame, df: pd.DataFrame, level: float) -> Answer:
         f"{join_limited(s_drop)}."
     )
     tables = {
-        "low_by_variant": summarize(low, _CELL + ["variant"], "mAP_low", level),
+        "low_by_variant": summarize(low, _cell(low) + ["variant"], "mAP_low", level),
         "low_vs_baseline": t_low,
         "drop_vs_baseline": t_drop,
     }
@@ -177,7 +183,7 @@ def _cooc_claim(c: pd.DataFrame, df: pd.DataFrame, level: float) -> Answer:
             "no trial reports mAP on rare / common class-pair images (synthetic data with co-occurring pairs)",
             df,
         )
-    gap = summarize(co, _CELL + ["variant"], "gap", level)
+    gap = summarize(co, _cell(co) + ["variant"], "gap", level)
     t_gap, t_rare = _vs_baseline(co, "gap", level), _vs_baseline(co, "mAP_rare", level)
     s_rare, s_gap = claim_sentences(t_rare), claim_sentences(t_gap, "points of gap")
     verdict = (

@@ -1,5 +1,6 @@
 """What every question shares: the :class:`Answer`, the factors that define a condition, finding
-the study that can answer, holding the other factors at one level, and the "holds for" text."""
+the study that can answer, holding the other factors at one level, the "holds for" text (with the
+form of the runs' length and how many trials converged) and what would change any answer."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import pandas as pd
 
 from splicemix.grids import DEFAULT_MIXED_RATIO, GridSpec
 from splicemix.grids import parse_grid as _parse_grid_text
-from splicemix.results import cfg_column
+from splicemix.results import CONVERGENCE_MIN_GAIN, CONVERGENCE_WINDOW, cfg_column
 
-from ..load import COMPLETED, completed
-from ..prose import level_text, levels_text, method_name
+from ..load import COMPLETED, EPOCHS_FORM, NOT_PRETRAINED, completed
+from ..prose import budget_text, form_label, level_text, levels_text, method_name
 
 __all__ = [
     "Answer",
@@ -29,6 +30,10 @@ __all__ = [
     "conditions",
     "cannot",
     "common_changes",
+    "CONVERGED_TEXT",
+    "convergence_counts",
+    "not_converged_change",
+    "length_text",
 ]
 
 #: the search space that answers each question
@@ -38,12 +43,31 @@ SPACES = {
     "q3": "search_spaces/cl_vit.yaml",
     "claims": "search_spaces/ratio.yaml (ratio 0 is the baseline) or search_spaces/cl_vit.yaml",
 }
-#: configuration aliases that define a condition, in the order they are restricted
-FACTORS = ["dataset", "image_size", "epochs", "model", "n_train", "imbalance", "method", "ratio", "grid", "cl_weight"]
+#: configuration aliases that define a condition, in the order they are restricted (``budget``: the
+#: form of the runs' length, equal epochs or a compute budget; ``pretrained``: the starting weights)
+FACTORS = [
+    "dataset",
+    "image_size",
+    "budget",
+    "epochs",
+    "model",
+    "pretrained",
+    "n_train",
+    "imbalance",
+    "method",
+    "ratio",
+    "grid",
+    "cl_weight",
+]
 #: the paper's mixed ratio |B'|/|B| (both presets'): the level an answer prefers when a study varies the ratio
 PAPER_RATIO = DEFAULT_MIXED_RATIO
 _MIX_ONLY = {"method", "ratio", "grid"}  # meaningless for a baseline (no mixing) trial
 _CL_ONLY = {"cl_weight"}  # meaningful for splicemix_cl only
+_WINDOW_TEXT = "quarter" if CONVERGENCE_WINDOW == 0.25 else f"{CONVERGENCE_WINDOW:.0%}"
+#: what "converged" means, in the answers' words (the definition: splicemix.results.convergence)
+CONVERGED_TEXT = (
+    f"best-so-far val mAP gained < {CONVERGENCE_MIN_GAIN:g} points over the last {_WINDOW_TEXT} of the epochs"
+)
 
 
 @dataclass
@@ -51,7 +75,11 @@ class Answer:
     """One question's answer. ``verdict`` is the plain-English answer with numbers; ``bullets``
     the per-condition details; ``tables`` the evidence; ``conditions`` what it holds for;
     ``changes`` what would change it. ``answerable`` is False when the data cannot answer;
-    ``partial`` when they answer only part of the question."""
+    ``partial`` when they answer only part of the question. ``key_results`` are the results two
+    forms of the runs' length are compared on (``{"best grid": "2x2"}``), besides the signs of the
+    resolved contrasts in ``tables``. An answer for one form has ``form`` (its ``budget`` value)
+    and ``form_label`` ("at equal epochs (12)"); an answer over several forms has them in
+    ``forms`` and says whether they agree in ``agreement`` (:mod:`.forms`)."""
 
     key: str
     title: str
@@ -66,6 +94,11 @@ class Answer:
     changes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     data: pd.DataFrame | None = None
+    key_results: dict[str, str] = field(default_factory=dict)
+    form: str | None = None
+    form_label: str = ""
+    forms: list[Answer] = field(default_factory=list)
+    agreement: str = ""
 
     def __str__(self) -> str:
         return f"{self.title}: {self.verdict}"
@@ -96,6 +129,8 @@ def _factor_mask(d: pd.DataFrame, f: str) -> pd.Series:
         return d["arm"] != "baseline"
     if f in _CL_ONLY:
         return d["method"] == "splicemix_cl"
+    if f == "epochs" and "budget" in d.columns:  # a budget, not train.epochs, fixed the length
+        return d["budget"] == EPOCHS_FORM
     return pd.Series(True, index=d.index)
 
 
@@ -167,14 +202,74 @@ def _trials_text(all_trials: pd.DataFrame, used: pd.DataFrame) -> str:
     )
 
 
+def _forms(d: pd.DataFrame) -> pd.Series:
+    """The ``budget`` of every trial of ``d`` ("epochs" when the frame has no such column)."""
+    return d["budget"] if "budget" in d.columns else pd.Series(EPOCHS_FORM, index=d.index)
+
+
+def _weights(d: pd.DataFrame) -> pd.Series:
+    """The ``pretrained`` of every trial of ``d`` ("none" when the frame has no such column)."""
+    return d["pretrained"] if "pretrained" in d.columns else pd.Series(NOT_PRETRAINED, index=d.index)
+
+
+def length_text(d: pd.DataFrame) -> str:
+    """How long the trials of ``d`` trained: ``"12 epochs"`` or ``"a budget of 120,000 images seen (3, 4 epochs
+    run)"`` (each budget of ``d``, ``; ``-joined)."""
+    parts = []
+    for form, g in d.groupby(_forms(d), sort=True):
+        ep = levels_text(g["epochs"])
+        parts.append(f"{ep} epochs" if form == EPOCHS_FORM else f"{budget_text(form)} ({ep} epochs run)")
+    return "; ".join(parts) if parts else f"{levels_text(d['epochs'])} epochs"
+
+
+def _weights_text(d: pd.DataFrame) -> str:
+    """``"from scratch"`` or ``"pre-trained: shapes"``."""
+    w = _weights(d)
+    return "from scratch" if (w == NOT_PRETRAINED).all() else f"pre-trained: {levels_text(w)}"
+
+
+def _compared_at(d: pd.DataFrame) -> str:
+    """The form of the runs' length an answer holds for: ``"equal epochs (12)"``, ``"equal steps (1,500)"``;
+    at equal epochs with several mixed ratios, that the arms that mix more also train on more images."""
+    forms = _forms(d)
+    out = "; ".join(form_label(f, d.loc[forms == f, "epochs"]).removeprefix("at ") for f in sorted(forms.unique()))
+    if (forms == EPOCHS_FORM).all() and "ratio" in d.columns and d["ratio"].nunique() > 1:
+        out += " (mixed images add compute: at a higher ratio a run trains on more images; not equal compute)"
+    return out
+
+
+def convergence_counts(d: pd.DataFrame) -> tuple[int, int] | None:
+    """(trials of ``d`` that converged, trials whose convergence is known), or None when none is
+    known (a study that predates the ``final_converged`` column)."""
+    if "converged" not in d.columns:
+        return None
+    known = d["converged"].dropna()
+    return (int(known.astype(bool).sum()), len(known)) if len(known) else None
+
+
+def not_converged_change(d: pd.DataFrame) -> str | None:
+    """What would change an answer when some of its trials had not converged (None when all had or
+    it is not known)."""
+    counts = convergence_counts(d)
+    if counts is None or counts[0] == counts[1]:
+        return None
+    k, n = counts
+    return (
+        f"{n - k} of {n} trials had not converged (their best-so-far val mAP still gained {CONVERGENCE_MIN_GAIN:g} "
+        f"points or more over the last {_WINDOW_TEXT} of the epochs): "
+        f"longer training (more epochs or a larger budget) can change the size and even the sign of these effects."
+    )
+
+
 def conditions(all_trials: pd.DataFrame, used: pd.DataFrame) -> dict[str, str]:
-    """What an answer holds for, read from the data: study, data set, model, training, seeds, trials."""
+    """What an answer holds for, read from the data: study, data set, model (and its starting weights),
+    training, the form of the runs' length, seeds, trials, and how many trials converged (when recorded)."""
     out = {"study": levels_text(used["study"]) if len(used) else "n/a", "data": _data_text(used)}
-    pretrained = _column(used, "model.pretrained")
-    out["model"] = levels_text(used["model"]) + (" (from scratch)" if pretrained.isna().all() else " (pre-trained)")
+    out["model"] = f"{levels_text(used['model'])} ({_weights_text(used)})"
     opt, lr = levels_text(_column(used, "optim.name")), levels_text(_column(used, "optim.lr"))
     bs = levels_text(_column(used, "train.batch_size"))
-    out["training"] = f"{levels_text(used['epochs'])} epochs, batch {bs}, {opt} lr {lr}"
+    out["training"] = f"{length_text(used)}, batch {bs}, {opt} lr {lr}"
+    out["compared at"] = _compared_at(used)
     mix = used[used["arm"] != "baseline"]
     if len(mix):
         methods = ", ".join(method_name(m) for m in sorted(mix["method"].unique()))
@@ -182,6 +277,9 @@ def conditions(all_trials: pd.DataFrame, used: pd.DataFrame) -> dict[str, str]:
     seeds = sorted(int(s) for s in used["seed"].dropna().unique())
     out["seeds"] = f"{len(seeds)} ({', '.join(map(str, seeds))})"
     out["trials"] = _trials_text(all_trials, used)
+    counts = convergence_counts(used)
+    if counts is not None:
+        out["convergence"] = f"{counts[0]} of {counts[1]} trials converged ({CONVERGED_TEXT})"
     return out
 
 
@@ -198,12 +296,16 @@ def cannot(key: str, title: str, question: str, why: str, df: pd.DataFrame) -> A
 
 
 def common_changes(d: pd.DataFrame) -> list[str]:
-    """What would change any answer: the small setting compared with the paper's."""
-    ep = levels_text(d["epochs"])
+    """What would change any answer: the small setting compared with the paper's, and how long the
+    trials trained: "longer training" when their convergence is not recorded, else the number that
+    had not converged (nothing when all had)."""
     size = levels_text(d["image_size"])
-    return [
-        f"The setting is small: {ep} epochs, {size}-px {levels_text(d['dataset'])} images, "
-        f"{levels_text(d['model'])} from scratch; the paper trains a pre-trained ResNet-101 at 448 px on "
-        f"MS-COCO/VOC. Longer training, larger images or real data can change the size and even the sign of "
-        f"these effects."
+    unknown = convergence_counts(d) is None
+    out = [
+        f"The setting is small: {length_text(d)}, {size}-px {levels_text(d['dataset'])} images, "
+        f"{levels_text(d['model'])} {_weights_text(d)}; the paper trains a pre-trained ResNet-101 at 448 px on "
+        f"MS-COCO/VOC. {'Longer training, larger images' if unknown else 'Larger images'} or real data can "
+        f"change the size and even the sign of these effects."
     ]
+    change = not_converged_change(d)
+    return out + ([change] if change else [])

@@ -181,4 +181,15 @@ def q1_grid_scaling(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, s
         changes=_changes(e, d, level),
         notes=notes + e.best.notes,
         data=d,
+        key_results={
+            "best grid": str(e.best.table.iloc[0]["best"]),
+            "trend with the number of cells": _trend_word(e.slope),
+        },
     )
+
+
+def _trend_word(slope: CI) -> str:
+    """The trend with the number of cells in one word: falls / rises / unresolved."""
+    if slope.n >= 2 and slope.resolved:
+        return "falls" if slope.mean < 0 else "rises"
+    return "unresolved"

@@ -8,10 +8,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..load import completed
+from ..load import EPOCHS_FORM, completed
 from ..prose import level_text, levels_text, unresolved_hints
 from ..stats import ArgmaxResult, argmax_ci, fmt_ci, fmt_num, paired_diff, quad_vertex, summarize
-from .common import SPACES, Answer, cannot, common_changes, conditions, pick_study, restrict, varying
+from .common import (
+    SPACES,
+    Answer,
+    cannot,
+    common_changes,
+    conditions,
+    convergence_counts,
+    length_text,
+    pick_study,
+    restrict,
+    varying,
+)
 
 __all__ = ["TITLE", "TEXT", "CELL", "q2_ratio_by_data"]
 
@@ -165,15 +176,25 @@ def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
             f"In {len(low_freq)} of {len(bests)} cells the best ratio wins fewer than 80% of the seed "
             f"resamples: more seeds could move it to a neighbouring ratio."
         )
-    changes.append(
-        "The epoch count is fixed, so a smaller data set also gets fewer optimisation steps; with "
-        "training run to convergence, mixing (an augmentation) could pay off at higher ratios."
-    )
+    changes.append(_length_change(d))
     changes.append(
         f"Only the ratios {levels_text(d['ratio'])} were tested; the best value between them is read from "
         f"the quadratic peak, which is an interpolation."
     )
     return changes + common_changes(d)
+
+
+def _length_change(d: pd.DataFrame) -> str:
+    """What the fixed length does to the comparison of data-set sizes, and (unless every trial converged)
+    what training to convergence could do."""
+    if "budget" not in d.columns or (d["budget"] == EPOCHS_FORM).all():
+        head = "The epoch count is fixed, so a smaller data set also gets fewer optimisation steps"
+    else:
+        head = f"The compute is fixed ({length_text(d)}), so a smaller data set is seen for more epochs"
+    counts = convergence_counts(d)
+    if counts is not None and counts[0] == counts[1]:  # every trial converged: training longer is no remedy
+        return head + "."
+    return head + "; with training run to convergence, mixing (an augmentation) could pay off at higher ratios."
 
 
 def q2_ratio_by_data(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Answer:
@@ -220,4 +241,8 @@ def q2_ratio_by_data(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, 
         changes=_changes(e, d, level),
         notes=notes + e.best.notes,
         data=d,
+        key_results={
+            f"best ratio at {_cell_name(r['n_train'], r['imbalance'])}": level_text(r["best"])
+            for _, r in e.best.table.iterrows()
+        },
     )

@@ -11,7 +11,17 @@ import pandas as pd
 from ..load import completed
 from ..prose import diff_text, levels_text, unresolved_hints
 from ..stats import diff_ci, fmt_ci, mean_ci, paired_diff, paired_values, summarize
-from .common import PAPER_RATIO, SPACES, Answer, cannot, common_changes, conditions, pick_study, restrict
+from .common import (
+    PAPER_RATIO,
+    SPACES,
+    Answer,
+    cannot,
+    common_changes,
+    conditions,
+    convergence_counts,
+    pick_study,
+    restrict,
+)
 
 __all__ = ["TITLE", "TEXT", "is_vit", "q3_cl_vit"]
 
@@ -144,12 +154,24 @@ def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
         f"The consistency weight is {cw}; the best weight may differ between architectures "
         f'(search it with --set "space.mix.cl_weight={{grid: [0.5, 1.0, 2.0]}}").'
     )
-    changes.append(
-        "A ViT trained from scratch on a few thousand images is far from converged and data-hungry; "
-        "pre-trained ViTs, larger images (more tokens per grid cell) or longer training may change "
-        "the gain."
-    )
+    changes.append(_vit_change(d))
     return changes + common_changes(d)
+
+
+def _vit_change(d: pd.DataFrame) -> str:
+    """What a ViT's appetite for data may do to the gain; how many ViT trials converged, when recorded."""
+    counts = convergence_counts(d[d["model"].map(is_vit)])
+    if counts is None:
+        return (
+            "A ViT trained from scratch on a few thousand images is far from converged and data-hungry; "
+            "pre-trained ViTs, larger images (more tokens per grid cell) or longer training may change "
+            "the gain."
+        )
+    k, n = counts
+    return (
+        f"A ViT on a few thousand images is data-hungry ({k} of {n} ViT trials converged); pre-trained ViTs, "
+        f"larger images (more tokens per grid cell){' or longer training' if k < n else ''} may change the gain."
+    )
 
 
 def q3_cl_vit(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Answer:
