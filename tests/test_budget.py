@@ -113,6 +113,16 @@ def test_schedule_ends_at_a_step_budget():
     assert g(2) == 1.0 and g(3) == 0.0
 
 
+def test_warmup_in_steps_is_the_same_for_every_data_set_size():
+    """optim.warmup_steps replaces warmup_epochs: 3 steps whatever an epoch's length."""
+    cfg = load_config(None, ["train.budget={steps: 10}", "optim.warmup_steps=3", "optim.warmup_epochs=5"])
+    for iters in (2, ITERS, 50):
+        f = lr_lambda(cfg, iters, RunLength(cfg, iters))
+        assert [f(i) for i in range(4)] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0])
+    by_epochs = load_config(None, ["train.budget={steps: 10}", "optim.warmup_epochs=1"])
+    assert RunLength(by_epochs, 2).warm == 2 and RunLength(by_epochs, 8).warm == 8
+
+
 # --------------------------------------------------------------------------- runs
 @pytest.fixture(scope="module")
 def steps_run(root, tmp_path_factory) -> Path:

@@ -260,7 +260,10 @@ class OptimConfig(_Section):
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(default=1e-4, ge=0.0)
     backbone_lr_factor: float = Field(default=1.0, ge=0.0, description="backbone lr = lr * factor (paper: 0.1)")
-    warmup_epochs: float = Field(default=1.0, ge=0.0)
+    warmup_epochs: float = Field(default=1.0, ge=0.0, description="linear warm-up, in epochs")
+    warmup_steps: int | None = Field(
+        default=None, ge=0, description="linear warm-up in optimiser steps; replaces warmup_epochs when set"
+    )
     schedule: Literal["step", "cosine", "constant"] = "cosine"
     milestones: list[int] = Field(default_factory=list)
     gamma: float = Field(default=0.1, gt=0.0, le=1.0)

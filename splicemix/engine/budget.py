@@ -35,7 +35,12 @@ __all__ = ["RunLength", "warmup_steps"]
 
 
 def warmup_steps(cfg: TrainConfig, iters_per_epoch: int) -> int:
-    """The warm-up in steps: ``optim.warmup_epochs`` epochs."""
+    """The warm-up in steps: ``optim.warmup_steps`` when set, else ``optim.warmup_epochs`` epochs.
+
+    Runs on data sets of different sizes compared at an equal step budget need the same warm-up in
+    steps (an epoch of 500 images is a quarter of an epoch of 2,000): they set ``warmup_steps``."""
+    if cfg.optim.warmup_steps is not None:
+        return cfg.optim.warmup_steps
     return int(round(cfg.optim.warmup_epochs * iters_per_epoch))
 
 

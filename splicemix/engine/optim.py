@@ -20,7 +20,7 @@ HEAD_GROUP = 1  #: the head's parameter group; its learning rate is the one repo
 
 
 def lr_lambda(cfg: TrainConfig, iters_per_epoch: int, length: RunLength | None = None) -> Callable[[int], float]:
-    """The learning-rate factor per iteration: linear warm-up over ``optim.warmup_epochs``, then
+    """The learning-rate factor per iteration: linear warm-up over ``optim.warmup_steps`` (or ``warmup_epochs``), then
     ``optim.schedule`` (step at ``optim.milestones`` by ``optim.gamma``, cosine to 0 at the run's
     end, or constant).
 
