@@ -69,8 +69,8 @@ _DATA = [
     "train.progress=false",
 ]
 RECIPES: dict[str, list[str]] = {
-    "smallcnn": [*_DATA, "data.synthetic.n_train=4000", "train.epochs=10"],
-    "vit_tiny": [*_DATA, "data.synthetic.n_train=1500", "train.epochs=5", "optim.lr=0.001"],
+    "smallcnn": [*_DATA, "data.synthetic.n_train=10000", "train.epochs=25"],
+    "vit_tiny": [*_DATA, "data.synthetic.n_train=6000", "train.epochs=20", "optim.lr=0.001", "optim.warmup_epochs=2"],
 }
 """The pretraining recipe of each model: ``--set`` overrides on the built-in defaults."""
 
@@ -129,6 +129,7 @@ def pretrain(cfg: TrainConfig, weights_dir: str | os.PathLike, command: str, sto
     """Train ``cfg``, save the backbone to ``weights_dir`` and record it in its manifest; return the entry."""
     epochs: list[dict[str, Any]] = []
     first: dict[str, str] = {}
+    commit = _git_commit()  # the code that trains (read before the run: the tree may change during it)
 
     def report(metrics: dict) -> None:
         epochs.append({k: metrics[k] for k in ("epoch", "train_loss", "mAP", "lr") if k in metrics})
@@ -155,7 +156,7 @@ def pretrain(cfg: TrainConfig, weights_dir: str | os.PathLike, command: str, sto
         "tensors_sha256": tensors_sha256(state),
         "shapes": {k: list(v.shape) for k, v in state.items()},
         "command": command,
-        "git_commit": _git_commit(),
+        "git_commit": commit,
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "torch": torch.__version__,
         "data": cfg.data.synthetic.model_dump(mode="json"),

@@ -566,6 +566,8 @@ SMOKE_FIXED: dict[str, Any] = {  # the training keys --smoke fixes for every tri
     "model.pretrained": None,
     "optim.milestones": [],
     "train.epochs": 1,
+    "train.budget": None,  # a study's budget (steps, images, seconds) would outlast the one epoch
+    "optim.warmup_steps": None,
     "train.batch_size": 32,
     "train.eval_every": 1,
 }
@@ -579,7 +581,8 @@ def smoke(spec: StudySpec, base: dict) -> StudySpec:
     fixed at its smoke value; a ViT keeps its patch size dividing 32.
     """
     s = spec.model_copy(deep=True)
-    s.fixed = {**{k: v for k, v in s.fixed.items() if not k.startswith(("data.coco", "data.voc"))}, **SMOKE_FIXED}
+    dropped = ("data.coco", "data.voc", "train.budget.")
+    s.fixed = {**{k: v for k, v in s.fixed.items() if not k.startswith(dropped)}, **SMOKE_FIXED}
     space: dict[str, Param] = {}
     for key, p in s.space.items():
         if key not in SMOKE_FIXED:  # a searched smoke setting (data-set size, epochs, ...) is fixed

@@ -46,6 +46,7 @@ def test_shipped_space_loads_and_smokes_to_two_trials(path):
     cfg = materialize(base, s.fixed, {k: p.smallest() for k, p in s.space.items()}, s.seeds[0])
     assert cfg.train.epochs == 1 and cfg.data.dataset == "synthetic" and cfg.data.image_size == 32
     assert cfg.model.pretrained is None
+    assert cfg.train.budget is None and cfg.optim.warmup_steps is None  # one epoch, whatever budget the study sets
 
 
 def test_grid_scaling_holds_mixed_count_constant():
