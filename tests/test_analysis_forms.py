@@ -232,6 +232,16 @@ def test_report_on_a_study_with_both_forms(tmp_path):
     assert (out / "figures" / "q2_ratio_by_data_steps_1500.png").is_file()
 
 
+def test_figure_subtitle_names_the_budget_and_the_weights():
+    from analysis.plots import fig_ratio_by_data
+
+    rows = _ratio_rows({500: 0.5, 2000: 0.5}, {**_steps(1500), "epochs_run": 5, "cfg.model.pretrained": "shapes"})
+    title = fig_ratio_by_data(_tidy(rows)).get_suptitle()
+    assert "from shapes, steps 1500 (5 epochs run), 3 seeds" in title
+    old = fig_ratio_by_data(_tidy(_ratio_rows({500: 0.25, 2000: 0.0}))).get_suptitle()
+    assert "12 epochs, 3 seeds" in old and "from" not in old and "run)" not in old
+
+
 @pytest.mark.parametrize("budget", ["images 120000", "steps 1500", "seconds 300", "epochs"])
 def test_form_labels(budget):
     from analysis.prose import form_label
