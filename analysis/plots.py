@@ -28,10 +28,10 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .load import COMPLETED, EPOCHS_FORM, NOT_PRETRAINED  # noqa: E402
+from .load import COMPLETED, NOT_PRETRAINED  # noqa: E402
 from .prose import METHOD_NAMES  # noqa: E402
 from .questions import Answer, claims, q1_grid_scaling, q2_ratio_by_data, q3_cl_vit  # noqa: E402
-from .questions.common import PAPER_RATIO  # noqa: E402
+from .questions.common import PAPER_RATIO, length_text  # noqa: E402
 from .stats import mean_ci, paired_values  # noqa: E402
 
 __all__ = [
@@ -157,14 +157,11 @@ def _answer(x: pd.DataFrame | Answer, fn: Callable[..., Answer], level: float) -
 def _setting(d: pd.DataFrame) -> str:
     """The subtitle's setting: models (and their pretrained weights), the run length, the seeds."""
     seeds = d["seed"].nunique()
-    ep = ", ".join(_lv(float(e)) for e in sorted(d["epochs"].dropna().unique()))
     models = ", ".join(sorted(d["model"].unique()))
     weights = sorted(set(d["pretrained"].dropna()) - {NOT_PRETRAINED}) if "pretrained" in d.columns else []
     if weights:
         models += f" from {', '.join(weights)}"
-    budgets = sorted(set(d["budget"].dropna()) - {EPOCHS_FORM}) if "budget" in d.columns else []
-    length = f"{', '.join(budgets)} ({ep} epochs run)" if budgets else f"{ep} epochs"
-    return f"{models}, {length}, {seeds} seed{'s' if seeds != 1 else ''}"
+    return f"{models}, {length_text(d)}, {seeds} seed{'s' if seeds != 1 else ''}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -237,7 +237,7 @@ def test_figure_subtitle_names_the_budget_and_the_weights():
 
     rows = _ratio_rows({500: 0.5, 2000: 0.5}, {**_steps(1500), "epochs_run": 5, "cfg.model.pretrained": "shapes"})
     title = fig_ratio_by_data(_tidy(rows)).get_suptitle()
-    assert "from shapes, steps 1500 (5 epochs run), 3 seeds" in title
+    assert "from shapes, a budget of 1,500 steps (5 epochs run), 3 seeds" in title
     old = fig_ratio_by_data(_tidy(_ratio_rows({500: 0.25, 2000: 0.0}))).get_suptitle()
     assert "12 epochs, 3 seeds" in old and "from" not in old and "run)" not in old
 
