@@ -76,6 +76,7 @@ __all__ = [
     "EPOCHS_FORM",
     "BUDGET_KINDS",
     "NOT_PRETRAINED",
+    "budget_parts",
     "check_study_dir",
     "load_studies",
     "load_history",
@@ -225,6 +226,13 @@ def _budget_value(v: Any) -> str | None:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
     return str(v).strip() or None
+
+
+def budget_parts(budget: Any) -> tuple[str, str]:
+    """A ``budget`` alias value split into (kind, amount): ``"steps 1500"`` -> ``("steps", "1500")``,
+    ``"epochs"`` -> ``("epochs", "")``."""
+    kind, _, amount = str(budget).partition(" ")
+    return kind, amount
 
 
 def _budget(raw: pd.DataFrame) -> pd.Series:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .load import EPOCHS_FORM, NOT_PRETRAINED
+from .load import EPOCHS_FORM, NOT_PRETRAINED, budget_parts
 from .stats import fmt_ci, fmt_num, seeds_to_resolve
 
 __all__ = [
@@ -211,14 +211,14 @@ def form_label(budget: str, epochs: pd.Series | None = None) -> str:
     """The label of a form of a run's length (a ``budget`` value): ``"at equal epochs (12)"`` (with the
     ``epochs`` levels), ``"at equal images seen (120,000)"``, ``"at equal steps (1,500)"``,
     ``"at equal training seconds (300)"``."""
-    kind, _, amount = str(budget).partition(" ")
+    kind, amount = budget_parts(budget)
     amt = (levels_text(epochs) if epochs is not None else "n/a") if kind == EPOCHS_FORM else count_text(amount)
     return f"at equal {BUDGET_UNITS.get(kind, kind)}" + (f" ({amt})" if amt and amt != "n/a" else "")
 
 
 def budget_text(budget: str) -> str:
     """A budget (a ``budget`` value other than ``"epochs"``) in words: ``"a budget of 120,000 images seen"``."""
-    kind, _, amount = str(budget).partition(" ")
+    kind, amount = budget_parts(budget)
     return f"a budget of {count_text(amount)} {BUDGET_UNITS.get(kind, kind)}"
 
 

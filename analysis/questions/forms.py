@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from ..load import EPOCHS_FORM, completed
+from ..load import EPOCHS_FORM, budget_parts, completed
 from ..prose import form_label, level_text, sign_word
 from .common import Answer, conditions
 
@@ -37,7 +37,7 @@ def _as_list(x: Answer | list[Answer]) -> list[Answer]:
 
 def _form_order(budget: str) -> tuple:
     """Equal epochs first, then the budgets by kind and amount."""
-    kind, _, amount = str(budget).partition(" ")
+    kind, amount = budget_parts(budget)
     try:
         x = float(amount)
     except ValueError:
