@@ -8,6 +8,10 @@
     loader = DataLoader(ds, batch_size=32, collate_fn=SpliceCollate(mixer))
     images_out, targets_out, plan = next(iter(loader)).mix(mixer)
 
+    # the baselines of the paper's table, for multi-hot targets (in place: still B images)
+    from splicemix import MixUp, CutMix
+    images, targets, plan = CutMix(alpha=1.0)(images, targets)
+
 Submodules: ``consistency`` (SpliceMix-CL), ``metrics`` (mAP, CF1/OF1), ``models``,
 ``data`` (COCO, VOC, the synthetic data set), ``train`` (single-process trainer).
 """
@@ -22,6 +26,7 @@ from .grids import PRESETS, GridSpec, parse_grid
 if TYPE_CHECKING:  # the torch-based names load on first use (below)
     from .collate import SpliceBatch, SpliceCollate
     from .mixing import SpliceMix, apply_plan
+    from .mixup import CutMix, MixUp, PairPlan, apply_pair_plan
     from .plan import SpliceGroup, SplicePlan
 
 __version__ = "0.1.0"
@@ -32,6 +37,10 @@ __all__ = [
     "SpliceGroup",
     "SpliceCollate",
     "SpliceBatch",
+    "MixUp",
+    "CutMix",
+    "PairPlan",
+    "apply_pair_plan",
     "GridSpec",
     "parse_grid",
     "PRESETS",
@@ -49,6 +58,10 @@ _LAZY = {
     "SpliceGroup": "plan",
     "SpliceCollate": "collate",
     "SpliceBatch": "collate",
+    "MixUp": "mixup",
+    "CutMix": "mixup",
+    "PairPlan": "mixup",
+    "apply_pair_plan": "mixup",
 }
 _SUBMODULES = {"consistency", "metrics", "models", "data", "train", "config", "engine", "results"}
 

@@ -23,15 +23,32 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 if TYPE_CHECKING:
-    from .mixing import SpliceMix
+    from .mixup import PairPlan
     from .plan import SplicePlan
 
-__all__ = ["SpliceCollate", "SpliceBatch"]
+__all__ = ["SpliceCollate", "SpliceBatch", "Mixer"]
+
+
+class Mixer(Protocol):
+    """What the collate and the trainer need of a mixer: :class:`~splicemix.SpliceMix`
+    (appends B' mixed images) or :class:`~splicemix.MixUp` / :class:`~splicemix.CutMix` (mix
+    in place, ``max_mixed(B) == 0``)."""
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        out: torch.Tensor | None = None,
+        targets_out: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, SplicePlan | PairPlan]: ...
+
+    def max_mixed(self, batch_size: int) -> int: ...
 
 
 class SpliceBatch:
@@ -100,9 +117,10 @@ class SpliceBatch:
         return self._moved(non_blocking, device=device)
 
     # -- mixing ------------------------------------------------------------------------------
-    def mix(self, mixer: SpliceMix) -> tuple[torch.Tensor, torch.Tensor, SplicePlan]:
+    def mix(self, mixer: Mixer) -> tuple[torch.Tensor, torch.Tensor, SplicePlan | PairPlan]:
         """``mixer(images, targets, out=buffer, targets_out=targets_buffer)``: the regular batch
-        followed by the mixed images (views of the buffers; nothing is copied), targets, plan."""
+        followed by the mixed images (views of the buffers; nothing is copied), targets, plan.
+        MixUp / CutMix mix the B rows in place."""
         return mixer(self.images, self.targets, out=self.buffer, targets_out=self.targets_buffer)
 
     # -- pickling (DataLoader workers): send the buffers once, rebuild the views -------------
@@ -124,8 +142,9 @@ class SpliceCollate:
     returns a :class:`SpliceBatch`.
 
     Args:
-        reserve: rows to leave after the batch: an int, or a :class:`~splicemix.SpliceMix`,
-            which reserves ``mixer.max_mixed(B)`` rows (enough for any plan it draws).
+        reserve: rows to leave after the batch: an int, or a mixer (:class:`~splicemix.SpliceMix`,
+            :class:`~splicemix.MixUp`, :class:`~splicemix.CutMix`), which reserves
+            ``mixer.max_mixed(B)`` rows (enough for any plan it draws; 0 for MixUp / CutMix).
         batch_size: the loader's batch size (optional). With it, a short last batch gets the
             same buffer shape as a full one (``batch_size`` + reserve rows), which keeps
             allocator reuse (and static shapes) intact.
@@ -136,13 +155,13 @@ class SpliceCollate:
     """
 
     def __init__(
-        self, reserve: int | SpliceMix = 0, *, batch_size: int | None = None, targets_dtype: torch.dtype = torch.float32
+        self, reserve: int | Mixer = 0, *, batch_size: int | None = None, targets_dtype: torch.dtype = torch.float32
     ) -> None:
-        self.mixer: SpliceMix | None = None
+        self.mixer: Mixer | None = None
         self.reserve: int | None = None  # None when the mixer sizes the reserve
         if isinstance(reserve, int) and not isinstance(reserve, bool):
             if reserve < 0:
-                raise ValueError(f"reserve must be an integer >= 0 or a SpliceMix, got {reserve!r}")
+                raise ValueError(f"reserve must be an integer >= 0 or a SpliceMix / MixUp / CutMix, got {reserve!r}")
             self.reserve = reserve
         elif not isinstance(reserve, int) and callable(getattr(reserve, "max_mixed", None)):
             # keep what max_mixed needs, not the mixer's random generator (workers pickle this)
@@ -150,7 +169,9 @@ class SpliceCollate:
             if hasattr(self.mixer, "generator"):
                 self.mixer.generator = None
         else:
-            raise ValueError(f"reserve must be an integer >= 0 or a SpliceMix, got {type(reserve).__name__}")
+            raise ValueError(
+                f"reserve must be an integer >= 0 or a SpliceMix / MixUp / CutMix, got {type(reserve).__name__}"
+            )
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):

@@ -64,7 +64,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- per-epoch keys
 EPOCH = "epoch"  #: 1-based epoch the row describes
-METHOD = "method"  #: baseline | splicemix | splicemix_cl
+METHOD = "method"  #: baseline | mixup | cutmix | splicemix | splicemix_cl (splicemix.config.METHODS)
 TRAIN_LOSS = "train_loss"  #: mean loss of the epoch (classification + CL)
 CL_LOSS = "cl_loss"  #: mean consistency loss (SpliceMix-CL only)
 LR = "lr"  #: head learning rate of the epoch's last step

@@ -34,10 +34,13 @@ from .loading import (
 )
 from .paths import PATH_KEYS, check_data_paths, data_path_problems
 from .schema import (
+    METHODS,
     MIXER_ARGS,
     MODEL_NAMES,
+    PAIR_MIXERS,
     CocoPaths,
     DataConfig,
+    Method,
     MixConfig,
     ModelConfig,
     ModelName,
@@ -59,6 +62,9 @@ __all__ = [
     "MODEL_NAMES",
     "MixConfig",
     "MIXER_ARGS",
+    "Method",
+    "METHODS",
+    "PAIR_MIXERS",
     "OptimConfig",
     "TrainSection",
     "TrainConfig",

@@ -3,8 +3,9 @@
 Every section forbids unknown keys, so a typo is an error rather than a silently ignored
 setting. Each check lives in the class that owns the setting (timm's ``data/mixup.py`` style):
 the synthetic knobs are validated by :class:`splicemix.data.synthetic.SyntheticConfig`, the mix
-settings by constructing :class:`splicemix.SpliceMix` from them -- once per validation; the
-grids it parsed are kept for :class:`TrainConfig`'s cross check.
+settings by constructing the method's mixer from them (:class:`splicemix.SpliceMix`, or
+:class:`splicemix.MixUp` / :class:`splicemix.CutMix`) -- once per validation; the grids
+SpliceMix parsed are kept for :class:`TrainConfig`'s cross check.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import math
 import typing
 from typing import TYPE_CHECKING, Any, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, field_validator, model_validator
 
 from ..data.synthetic import SyntheticConfig
 from ..grids import GridSpec, parse_grids
 from ..mixing import SpliceMix
+from ..mixup import CutMix, MixUp
 
 __all__ = [
     "DataConfig",
@@ -36,6 +39,9 @@ __all__ = [
     "ModelName",
     "MODEL_NAMES",
     "MIXER_ARGS",
+    "Method",
+    "METHODS",
+    "PAIR_MIXERS",
 ]
 
 ModelName = Literal["smallcnn", "resnet18", "resnet50", "resnet101", "vit_tiny", "vit_b_16"]
@@ -44,6 +50,14 @@ MODEL_NAMES: tuple[str, ...] = typing.get_args(ModelName)
 
 MIXER_ARGS: tuple[str, ...] = tuple(p for p in inspect.signature(SpliceMix).parameters if p != "generator")
 """The keyword arguments of :class:`splicemix.SpliceMix`; each is a :class:`MixConfig` field of the same name."""
+
+Method = Literal["baseline", "mixup", "cutmix", "splicemix", "splicemix_cl"]
+METHODS: tuple[str, ...] = typing.get_args(Method)
+"""The training methods (``mix.method``): no mixing, MixUp, CutMix, SpliceMix, SpliceMix-CL."""
+
+PAIR_MIXERS: dict[str, type[MixUp] | type[CutMix]] = {"mixup": MixUp, "cutmix": CutMix}
+"""The methods that mix the batch in place (B' = 0), and their mixer; they read ``alpha`` and ``prob``."""
+_SPLICE_METHODS = ("splicemix", "splicemix_cl")  # the methods whose mixer is SpliceMix (grids, B' > 0)
 
 
 class _Section(BaseModel):
@@ -176,13 +190,16 @@ class ModelConfig(_Section):
 
 # --------------------------------------------------------------------------- mix
 class MixConfig(_Section):
-    """``mix``: the method, SpliceMix's keyword arguments (:data:`MIXER_ARGS`) and SpliceMix-CL's loss.
+    """``mix``: the method, SpliceMix's keyword arguments (:data:`MIXER_ARGS`), MixUp / CutMix's
+    ``alpha`` and SpliceMix-CL's loss.
 
-    Validating it constructs :class:`splicemix.SpliceMix` once (the mixer is the validator of its
-    settings); the grids it parsed are kept for :class:`TrainConfig`'s batch-size check.
+    Validating it constructs the method's mixer once (the mixer is the validator of its settings):
+    :class:`splicemix.MixUp` / :class:`splicemix.CutMix` from ``alpha`` and ``prob`` for those
+    methods, else :class:`splicemix.SpliceMix`, whose grids are kept for :class:`TrainConfig`'s
+    batch-size check.
     """
 
-    method: Literal["baseline", "splicemix", "splicemix_cl"] = "splicemix"
+    method: Method = "splicemix"
     grids: Any = Field(default="default", description="'default' | 'minimal' | ['2x2', ...] | {'2x2': weight}")
     mixed_ratio: Any = Field(
         default=None, description="|B'|/|B| as a float, 'paper' for floor(|B|/(R*C-D)), null = preset's (0.25)"
@@ -191,7 +208,10 @@ class MixConfig(_Section):
     drop_prob: float | None = Field(default=None, ge=0.0, le=1.0, description="null = the preset's value")
     max_drop: int | None = Field(default=None, ge=1, description="cap on the random drop count, null = R*C-1")
     asymmetric: bool = True
-    prob: float = Field(default=1.0, ge=0.0, le=1.0)
+    prob: float = Field(default=1.0, ge=0.0, le=1.0, description="chance that a batch is mixed at all (every method)")
+    alpha: float = Field(
+        default=1.0, gt=0.0, allow_inf_nan=False, description="mixup / cutmix only: lambda ~ Beta(alpha, alpha)"
+    )
     grid_sampling: Literal["batch", "split"] = "batch"
     antialias: bool = False
     cl_weight: float = Field(default=1.0, ge=0.0)
@@ -245,9 +265,23 @@ class MixConfig(_Section):
             self._specs, self._specs_of = specs, copy.deepcopy(kwargs)
         return self._specs
 
+    def build_mixer(self, generator: torch.Generator | None = None) -> SpliceMix | MixUp | CutMix | None:
+        """The mixer of ``method`` drawing from ``generator`` (None for the baseline)."""
+        if self.method == "baseline":
+            return None
+        if self.method in PAIR_MIXERS:
+            return PAIR_MIXERS[self.method](alpha=self.alpha, prob=self.prob, generator=generator)
+        return SpliceMix(generator=generator, **self.mixer_kwargs())
+
     @model_validator(mode="after")
     def _construct(self) -> MixConfig:
-        self.grid_specs()
+        if self.method in PAIR_MIXERS:
+            try:
+                self.build_mixer()
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{PAIR_MIXERS[self.method].__name__} rejects mix settings: {e}") from None
+        else:
+            self.grid_specs()
         return self
 
 
@@ -364,7 +398,7 @@ class TrainConfig(_Section):
             raise ValueError(
                 f"optim.milestones {late} are not below train.epochs {self.train.epochs}; they would never apply"
             )
-        if self.mix.method != "baseline":
+        if self.mix.method in _SPLICE_METHODS:  # MixUp / CutMix pair images, no grids
             specs = self.mix.grid_specs()
             too_big = [str(g) for g in specs if g.cells > self.train.batch_size]
             if too_big:
@@ -377,9 +411,10 @@ class TrainConfig(_Section):
         return self
 
     def _check_budget(self) -> None:
-        """An images budget becomes a step count before the run: it needs the same B' in every batch."""
+        """An images budget becomes a step count before the run: it needs the same B' in every batch
+        (always so for the baseline, MixUp and CutMix: B' = 0)."""
         b = self.train.budget
-        if b is None or b.images is None or self.mix.method == "baseline":
+        if b is None or b.images is None or self.mix.method not in _SPLICE_METHODS:
             return
         if (self.mix.mixed_ratio == "paper" and self.mix.counts is None) or self.mix.prob < 1.0:
             raise ValueError(

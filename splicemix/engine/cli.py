@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from splicemix.config import ConfigError, config_to_yaml, load_config
+from splicemix.config import METHODS, ConfigError, config_to_yaml, load_config
 
 from .rundir import RunDir
 from .train import train
@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The flags of ``python -m splicemix.train``."""
     p = argparse.ArgumentParser(
         prog="python -m splicemix.train",
-        description="Train a multi-label classifier with SpliceMix / SpliceMix-CL (arXiv 2311.15200) "
-        "or without mixing (baseline), evaluating mAP and CF1/OF1 every epoch.",
+        description="Train a multi-label classifier with SpliceMix / SpliceMix-CL (arXiv 2311.15200), "
+        "MixUp or CutMix (multi-hot labels mixed by lambda / by area), or without mixing (baseline), "
+        "evaluating mAP and CF1/OF1 every epoch.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -54,9 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key, dotted (e.g. optim.lr=0.01); repeatable",
     )
     p.add_argument("--epochs", type=int, metavar="N", help="shortcut for --set train.epochs=N")
-    p.add_argument(
-        "--method", choices=["baseline", "splicemix", "splicemix_cl"], help="shortcut for --set mix.method=M"
-    )
+    p.add_argument("--method", choices=METHODS, help="shortcut for --set mix.method=M")
     p.add_argument("--out", metavar="DIR", help="run directory (shortcut for --set train.out_dir=DIR)")
     p.add_argument("--resume", action="store_true", help=f"continue from DIR/{RunDir.CHECKPOINT} if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

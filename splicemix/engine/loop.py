@@ -22,10 +22,10 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from splicemix.collate import Mixer
 from splicemix.config import TrainConfig
 from splicemix.consistency import consistency_loss
 from splicemix.metrics import mean_average_precision, multilabel_f1
-from splicemix.mixing import SpliceMix
 from splicemix.models import MultiLabelNet
 from splicemix.plan import SplicePlan
 from splicemix.results import (
@@ -183,14 +183,17 @@ class EpochStats:
 
 
 def _on_device(
-    batch: Any, mixer: SpliceMix | None, device: torch.device, channels_last: bool
+    batch: Any, mixer: Mixer | None, device: torch.device, channels_last: bool
 ) -> tuple[torch.Tensor, torch.Tensor, SplicePlan | None, int]:
-    """A loader batch on ``device`` as (images, targets, plan, regular images); mixed when there is a mixer."""
+    """A loader batch on ``device`` as (images, targets, plan, regular images); mixed when there is a mixer.
+
+    The plan is SpliceMix's (what SpliceMix-CL reads), else None (MixUp / CutMix mix in place)."""
     if mixer is not None:
         # a SpliceBatch: move its buffers as a whole, mix into the reserved rows
         batch = batch.to(device, non_blocking=True)
         regular = batch.batch_size
-        images, targets, plan = batch.mix(mixer)
+        images, targets, mixed_plan = batch.mix(mixer)
+        plan = mixed_plan if isinstance(mixed_plan, SplicePlan) else None
     else:
         images, targets = batch
         images = images.to(device, non_blocking=True)
@@ -221,7 +224,7 @@ def train_one_epoch(
     net: nn.Module,
     batches: Batches,
     opt: Optimization,
-    mixer: SpliceMix | None,
+    mixer: Mixer | None,
     ctx: DistContext,
     channels_last: bool = False,
     progress: str | None = None,

@@ -14,9 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from splicemix.collate import SpliceCollate
+from splicemix.collate import Mixer, SpliceCollate
 from splicemix.config import TrainConfig, config_to_yaml
-from splicemix.mixing import SpliceMix
 from splicemix.models import MultiLabelNet, build_model, is_weights_name
 from splicemix.results import MAP
 
@@ -61,9 +60,10 @@ def _run(cfg: TrainConfig, ctx: DistContext, report: Callable[[dict], None] | No
     )
 
     # Per epoch, the data order (load_gen) and the mixing (mix_gen) are re-seeded from (seed, epoch, rank).
-    # With a mixer, the collate reserves the rows of the mixed images after each batch (SpliceBatch).
+    # With a mixer (SpliceMix, MixUp, CutMix; None for the baseline), the collate reserves the rows of
+    # the mixed images after each batch (SpliceBatch); MixUp / CutMix mix the batch in place (B' = 0).
     load_gen, mix_gen = torch.Generator(), torch.Generator()
-    mixer = SpliceMix(generator=mix_gen, **cfg.mix.mixer_kwargs()) if cfg.mix.method != "baseline" else None
+    mixer = cfg.mix.build_mixer(mix_gen)
     collate = SpliceCollate(mixer.max_mixed(tc.batch_size)) if mixer is not None else None
     loader, sampler = train_loader(data.train, cfg, ctx, load_gen, collate)
     # whole batches only: every step trains on B + B' images per process (B' is fixed under an images budget)
@@ -148,7 +148,7 @@ def _summary(
     cfg: TrainConfig,
     data: TrainData,
     net: nn.Module,
-    mixer: SpliceMix | None,
+    mixer: Mixer | None,
     ctx: DistContext,
     length: RunLength,
     run: RunDir,
