@@ -7,13 +7,18 @@ nothing from ``study/`` or Ray is imported; the column names come from :mod:`spl
 :func:`load_studies` returns one row per trial with the short aliases the analyses use:
 
 =============  ==================================================================================
-``study``      the directory's name
-``method``     ``cfg.mix.method`` (baseline | splicemix | splicemix_cl)
+``study``      the directory's name; a study run in parts (``ratio_converged-a``, ``ratio_converged-b``,
+               ``x-part1``...) is one study, named without the part suffix, when the parts share the
+               stem or their ``study.yaml`` names it (:func:`study_names`)
+``folder``     the directory's own name (the part a trial comes from)
+``method``     ``cfg.mix.method`` (baseline | mixup | cutmix | splicemix | splicemix_cl)
 ``arm``        ``"baseline"`` when no image is mixed (method baseline or ratio 0), else ``method``
 ``model``      ``cfg.model.name``
 ``ratio``      ``cfg.mix.mixed_ratio`` (a baseline trial counts as 0; null is the presets' 0.25,
-               ``splicemix.grids.DEFAULT_MIXED_RATIO``)
-``grid``       ``cfg.mix.grids`` as text (``"2x2"``, ``"default"``, ``"1x2+2x2"`` for a list)
+               ``splicemix.grids.DEFAULT_MIXED_RATIO``); NaN for MixUp / CutMix, which mix the
+               batch in place and append no images
+``grid``       ``cfg.mix.grids`` as text (``"2x2"``, ``"default"``, ``"1x2+2x2"`` for a list); NaN
+               for MixUp / CutMix
 ``n_train``    ``cfg.data.synthetic.n_train`` (synthetic data; else ``cfg.data.train_limit``)
 ``imbalance``  ``cfg.data.synthetic.imbalance`` (synthetic data; else NaN)
 ``seed``       the trial's seed
@@ -45,6 +50,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -81,6 +87,12 @@ __all__ = [
     "load_studies",
     "load_history",
     "study_names",
+    "IN_PLACE_METHODS",
+    "RUN_IRRELEVANT",
+    "run_columns",
+    "dedupe",
+    "key_text",
+    "STOPPED",
     "low_res_column",
     "load_provenance",
     "tidy_trials",
@@ -96,12 +108,27 @@ META_KEY = b"splicemix"
 DEFAULT_RATIO = DEFAULT_MIXED_RATIO
 #: the status of a trial that ran every planned epoch (the only trials the answers use)
 COMPLETED = Status.COMPLETED.value
+#: the status of a trial the scheduler (ASHA) stopped early
+STOPPED = Status.STOPPED.value
 #: the ``budget`` of a trial whose length was ``train.epochs`` (no ``train.budget``)
 EPOCHS_FORM = "epochs"
 #: the kinds of ``train.budget`` (``splicemix.config.BudgetConfig``'s fields), in the order they are looked for
 BUDGET_KINDS = ("images", "steps", "seconds")
 #: the ``pretrained`` of a trial trained from scratch
 NOT_PRETRAINED = "none"
+
+#: methods that mix the batch in place (no appended images: no mixed ratio, no SpliceMix grid)
+IN_PLACE_METHODS = ("mixup", "cutmix")
+#: ``cfg.*`` keys that do not change what a run trains (paths, workers, device, threads): ignored by :func:`dedupe`
+RUN_IRRELEVANT = (
+    "data.root",
+    "data.workers",
+    "data.coco.",
+    "data.voc.root",
+    "train.device",
+    "train.cpu_threads",
+)
+_PART = re.compile(r"^(?P<stem>.+?)-(?:[a-z]|part\d+)$")
 
 #: the alias columns :func:`tidy_trials` adds
 ALIASES = [
@@ -128,6 +155,7 @@ ALIASES = [
     "budget",
     "pretrained",
     "converged",
+    "folder",
 ]
 #: metric aliases, in percent
 METRICS = ["mAP", "mAP_low", "mAP_rare", "mAP_common"]
@@ -204,6 +232,7 @@ def _ratio(raw: pd.DataFrame, method: pd.Series) -> pd.Series:
     exact counts are given (then, like a non-numeric ratio such as ``"paper"``, it stays NaN)."""
     raw_ratio = _cfg(raw, "mix.mixed_ratio")
     ratio = _num(raw_ratio).where(~(raw_ratio.isna() & _cfg(raw, "mix.counts").isna()), DEFAULT_RATIO)
+    ratio = ratio.where(~method.isin(IN_PLACE_METHODS), np.nan)
     return ratio.where(method != "baseline", 0.0)
 
 
@@ -275,10 +304,12 @@ def _add_metrics(df: pd.DataFrame, raw: pd.DataFrame) -> None:
     df["mAP_common"] = _num(_col(raw, final(COMMON_PAIRS)))
 
 
-def tidy_trials(raw: pd.DataFrame, study: str) -> pd.DataFrame:
-    """Add the alias columns of :data:`ALIASES` to a raw ``trials.parquet`` frame of one study."""
+def tidy_trials(raw: pd.DataFrame, study: str, folder: str | None = None) -> pd.DataFrame:
+    """Add the alias columns of :data:`ALIASES` to a raw ``trials.parquet`` frame of one study
+    (``folder``: the directory it was read from, default ``study``)."""
     df = raw.copy()
     df["study"] = study
+    df["folder"] = folder or study
     if "trial_id" not in df.columns:
         df["trial_id"] = [f"{study}-{i}" for i in range(len(df))]
     df["status"] = _col(raw, "status", COMPLETED).fillna(COMPLETED).astype(str)
@@ -286,7 +317,7 @@ def tidy_trials(raw: pd.DataFrame, study: str) -> pd.DataFrame:
     df["model"] = _cfg(raw, "model.name", "unknown").fillna("unknown").astype(str)
     df["ratio"] = _ratio(raw, df["method"])
     df["arm"] = np.where((df["method"] == "baseline") | (df["ratio"] == 0), "baseline", df["method"])
-    df["grid"] = _cfg(raw, "mix.grids").map(_grid_text).astype(object)
+    df["grid"] = _cfg(raw, "mix.grids").map(_grid_text).astype(object).where(~df["method"].isin(IN_PLACE_METHODS))
     _add_data(df, raw)
     seed = _col(raw, "seed")
     df["seed"] = _num(seed if not seed.isna().all() else _cfg(raw, "train.seed")).astype("Int64")
@@ -311,18 +342,50 @@ def load_studies(*dirs: str | Path) -> pd.DataFrame:
         raise StudyLoadError("no study directory given (expected at least one directory holding trials.parquet)")
     paths = [check_study_dir(d) for d in dirs]
     names = study_names(paths)
-    frames = [tidy_trials(_read_parquet(p / TRIALS_FILE), name) for p, name in zip(paths, names, strict=True)]
+    frames = [
+        tidy_trials(_read_parquet(p / TRIALS_FILE), name, p.resolve().name)
+        for p, name in zip(paths, names, strict=True)
+    ]
     out = pd.concat(frames, ignore_index=True, sort=False)
     lead = [c for c in ALIASES if c in out.columns]
-    return out[lead + [c for c in out.columns if c not in lead]]
+    out = out[lead + [c for c in out.columns if c not in lead]]
+    recorded: dict[str, set[str]] = {}
+    for f, name in zip(frames, names, strict=True):
+        recorded.setdefault(name, set()).update(c for c in f.columns if c.startswith("cfg."))
+    out.attrs["recorded"] = {k: sorted(v) for k, v in recorded.items()}
+    return out
+
+
+def _yaml_name(p: Path) -> str | None:
+    """``name:`` of the directory's ``study.yaml`` (read as text: the first top-level ``name:`` line)."""
+    y = p / "study.yaml"
+    if not y.is_file():
+        return None
+    m = re.search(r"^name:\s*['\"]?([^'\"\s#]+)", y.read_text(errors="replace"), flags=re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def _stem(p: Path, names: list[str]) -> str:
+    """The directory's name without a part suffix (``-a``, ``-b``, ``-part2``) when it is a part: another
+    loaded directory shares the stem, or its ``study.yaml`` is named by the stem."""
+    m = _PART.match(p.name)
+    if not m:
+        return p.name
+    stem = m.group("stem")
+    shared = sum(1 for n in names if (mm := _PART.match(n)) and mm.group("stem") == stem) > 1
+    return stem if shared or _yaml_name(p) == stem else p.name
 
 
 def study_names(dirs: Iterable[str | Path]) -> list[str]:
-    """The ``study`` label of each directory: its name, qualified by its parent when two names clash."""
+    """The ``study`` label of each directory: its name, the parts of one study (``x-a``, ``x-b``,
+    ``x-part1``: the same stem, or a ``study.yaml`` named by the stem) under one name, qualified by
+    the parent directory when two different directories would get the same label."""
     paths = [Path(d).resolve() for d in dirs]
-    names = [p.name for p in paths]
-    if len(set(names)) != len(names):
-        names = [f"{p.parent.name}/{p.name}" for p in paths]
+    raw = [p.name for p in paths]
+    names = [_stem(p, raw) for p in paths]
+    clash = {n for n in names if sum(1 for m, p in zip(names, paths, strict=True) if m == n and p.name == n) > 1}
+    if clash:
+        names = [f"{p.parent.name}/{n}" if n in clash else n for p, n in zip(paths, names, strict=True)]
     return names
 
 
@@ -383,6 +446,56 @@ def load_provenance(path: str | Path) -> dict[str, Any]:
     out["study"] = p.resolve().name
     out["source"] = src
     return out
+
+
+def run_columns(df: pd.DataFrame, studies: Iterable[str] | None = None) -> list[str]:
+    """The ``cfg.*`` columns of ``df`` that define a training run: all but :data:`RUN_IRRELEVANT`, and, for
+    a frame of :func:`load_studies`, only those whose column the ``trials.parquet`` of every study of
+    ``studies`` (default: all of ``df``'s) has (a key added to the config later is not a difference;
+    ``df.attrs["recorded"]``)."""
+    cols = [c for c in df.columns if c.startswith("cfg.") and not c[len("cfg.") :].startswith(RUN_IRRELEVANT)]
+    recorded = df.attrs.get("recorded") or {}
+    sets = [recorded.get(s) for s in (studies if studies is not None else pd.unique(df["study"]))]
+    if sets and all(r is not None for r in sets):
+        cols = [c for c in cols if all(c in r for r in sets)]
+    return sorted(cols)
+
+
+def key_text(v: Any) -> str:
+    """A configuration value as comparable text: numbers as floats (``2000`` == ``2000.0``), missing as ``""``."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    try:
+        return repr(float(v))
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _run_keys(d: pd.DataFrame, cols: list[str]) -> pd.Series:
+    """One text per row: its values of ``cols`` and its seed."""
+    if not len(d):
+        return pd.Series(dtype=object)
+    return d[cols + ["seed"]].apply(lambda s: s.map(key_text)).agg("\x1f".join, axis=1)
+
+
+def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each trial once across studies: a row whose run equals a row of an earlier study (in the frame's
+    order) is dropped, so the first study's copy is kept; repeats within one study are all kept. Two rows
+    are the same run when they have the same seed and the same values of every :func:`run_columns` both
+    studies record. Returns (kept, dropped); ``dropped`` has ``duplicate_of`` (the study kept)."""
+    owner = pd.Series(df["study"].to_numpy(dtype=object), index=df.index)
+    studies = list(pd.unique(df["study"]))
+    for i, a in enumerate(studies):
+        for b in studies[i + 1 :]:
+            cols = run_columns(df, [a, b])
+            keys_a = set(_run_keys(df[(df["study"] == a) & (owner == a)], cols))
+            rows_b = df[(df["study"] == b) & (owner == b)]
+            if len(rows_b) and keys_a:
+                owner[rows_b.index[_run_keys(rows_b, cols).isin(keys_a).to_numpy()]] = a
+    dup = owner != df["study"]
+    return df[~dup], df[dup].assign(duplicate_of=owner[dup])
 
 
 def completed(df: pd.DataFrame) -> pd.DataFrame:

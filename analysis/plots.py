@@ -28,11 +28,21 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from splicemix.results import CONVERGENCE_MIN_GAIN  # noqa: E402
+
 from .load import COMPLETED, NOT_PRETRAINED  # noqa: E402
 from .prose import METHOD_NAMES  # noqa: E402
-from .questions import Answer, claims, q1_grid_scaling, q2_ratio_by_data, q3_cl_vit  # noqa: E402
+from .questions import (  # noqa: E402
+    Answer,
+    claims,
+    methods_table,
+    q1_drops,
+    q1_grid_scaling,
+    q2_ratio_by_data,
+    q3_cl_vit,
+)
 from .questions.common import PAPER_RATIO, length_text  # noqa: E402
-from .stats import mean_ci, paired_values  # noqa: E402
+from .stats import mean_ci, paired_values, plateau_table  # noqa: E402
 
 __all__ = [
     "NoData",
@@ -42,6 +52,8 @@ __all__ = [
     "fig_cl_gain",
     "fig_claims",
     "fig_learning_curves",
+    "fig_drops",
+    "fig_methods",
     "save",
     "MAP_LABEL",
     "GAIN_LABEL",
@@ -317,6 +329,78 @@ def fig_claims(data: pd.DataFrame | Sequence[Answer], level: float = 0.95) -> Fi
     )
 
 
+def fig_drops(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
+    """Q1 drops: mAP vs the number of dropped cells per grid (the default preset as a band), and each
+    RxC-D's seed-paired difference from RxC."""
+    set_style()
+    a, d = _answer(data, q1_drops, level)
+    fixed = d[d["base"] != "default"].assign(D=lambda x: x["drop"].astype(int).astype(str))
+    order = [str(v) for v in sorted(fixed["drop"].astype(int).unique())]
+    bases = sorted(fixed["base"].unique())
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    _dots_ci(axes[0], fixed, "D", "mAP", hue="base", order=order, hue_order=bases, level=level, join=True)
+    preset = d[d["base"] == "default"]["mAP"]
+    if len(preset):
+        ci = mean_ci(preset, level)
+        lo, hi = (ci.lo, ci.hi) if np.isfinite(ci.lo) else (ci.mean, ci.mean)
+        axes[0].axhspan(lo, hi, color="0.5", alpha=0.2, label="default preset (random drops)")
+        axes[0].axhline(ci.mean, color="0.3", lw=1, ls=":")
+    axes[0].set(xlabel="dropped cells D", ylabel=MAP_LABEL, title="mAP per grid and drop count")
+    axes[0].legend(title="grid", fontsize="small")
+    diffs = pd.concat(
+        [
+            paired_values(d, None, g, b, "mAP", factor="grid").assign(base=b, D=str(int(dd)))
+            for g, b, dd in fixed[fixed["drop"] > 0][["grid", "base", "drop"]].drop_duplicates().itertuples(index=False)
+        ],
+        ignore_index=True,
+    )
+    if len(diffs):
+        _dots_ci(axes[1], diffs, "D", "diff", hue="base", order=order[1:], hue_order=bases, level=level)
+        axes[1].legend(title="grid", fontsize="small")
+    axes[1].axhline(0, color="0.2", lw=1, ls="--")
+    axes[1].set(xlabel="dropped cells D", ylabel="mAP(RxC-D) − mAP(RxC) (points)", title="seed-paired vs no drop")
+    return _finish(fig, f"Dropped cells at a constant number of mixed images ({_setting(d)})", _ci_note(level))
+
+
+def fig_methods(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
+    """The methods table: mAP per method, and each method's seed-paired difference from the baseline with
+    the paper's difference (MS-COCO) marked."""
+    set_style()
+    a, d = _answer(data, methods_table, level)
+    d["method_lab"] = d["arm"].map(lambda m: METHOD_NAMES.get(m, m))
+    order = [METHOD_NAMES[m] for m in METHOD_NAMES if m in set(d["arm"])]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    _dots_ci(axes[0], d, "method_lab", "mAP", order=order, level=level)
+    axes[0].set(xlabel="method", ylabel=MAP_LABEL, title="mAP per method")
+    vs = a.tables["vs_baseline"]
+    vs = vs[vs["metric"] == "mAP"] if len(vs) else vs
+    mixed = [m for m in order if m != "baseline"]
+    diffs = pd.concat(
+        [
+            paired_values(d, None, arm, "baseline", "mAP", factor="arm").assign(method=METHOD_NAMES.get(arm, arm))
+            for arm in d["arm"].unique()
+            if arm != "baseline"
+        ],
+        ignore_index=True,
+    )
+    if len(diffs):
+        _dots_ci(axes[1], diffs, "method", "diff", order=mixed, level=level)
+        paper = vs.set_index("treat")["paper"] if len(vs) else pd.Series(dtype=float)
+        axes[1].scatter(
+            range(len(mixed)),
+            [paper.get(m, np.nan) for m in mixed],
+            marker="x",
+            s=60,
+            color="C3",
+            zorder=4,
+            label="the paper (MS-COCO)",
+        )
+        axes[1].legend(fontsize="small")
+    axes[1].axhline(0, color="0.2", lw=1, ls="--")
+    axes[1].set(xlabel="method", ylabel=GAIN_LABEL, title="difference from the baseline (same seed)")
+    return _finish(fig, f"Methods beside the paper ({_setting(d)})", _ci_note(level) + "; crosses: the paper's")
+
+
 def _primary(t: pd.DataFrame) -> tuple[str, str | None]:
     """(hue, style) for a study's learning curves: the factors it varies."""
     from .questions import varying
@@ -329,48 +413,85 @@ def _primary(t: pd.DataFrame) -> tuple[str, str | None]:
     return "study", None
 
 
+def _mark_plateaus(ax: plt.Axes, sub: pd.DataFrame, lines: list[str], order: list[str], metric: str) -> None:
+    """Each line's plateau (a star on its mean curve; ``lines``: the hue and, if any, the style column) and
+    the trainer's convergence window (shaded)."""
+    table = plateau_table(sub, lines, metric)
+    colours = dict(zip(order, sns.color_palette("colorblind", len(order)), strict=True))
+    for _, r in table.iterrows():
+        mask = np.logical_and.reduce([sub[c] == r[c] for c in lines])
+        curve = sub[mask].groupby("epoch")[metric].mean()
+        y = curve.get(r["plateau_epoch"], np.nan)
+        ax.plot(
+            r["plateau_epoch"],
+            y,
+            marker="*",
+            markersize=11,
+            color=colours.get(r[lines[0]], "0.3"),
+            markeredgecolor="0.1",
+            zorder=5,
+            linestyle="none",
+        )
+    if len(table):
+        ax.axvspan(table["window_start"].min(), table["last_epoch"].max(), color="0.5", alpha=0.12, zorder=0)
+
+
 def fig_learning_curves(history: pd.DataFrame, level: float = 0.95, metric: str = "mAP") -> Figure:
     """mAP (or ``metric``) per epoch, one panel per study: the mean over seeds (and over the study's
-    other conditions) with its interval as a band, coloured by the factor the study varies."""
+    other conditions) with its interval as a band, coloured by the factor the study varies; a star marks
+    where each mean curve plateaus (its best-so-far within 0.3 points of its final best:
+    :func:`analysis.stats.plateau_table`) and the shaded span is the trainer's convergence window (the
+    last quarter of the epochs)."""
     set_style()
     if history is None or not len(history) or metric not in history.columns:
         raise NoData(f"no per-epoch {metric} in the loaded history")
     h = history[history["status"] == COMPLETED] if "status" in history.columns else history
     studies = sorted(h["study"].unique())
+    if not studies:
+        raise NoData("no completed trial in the loaded history")
     n = len(studies)
     ncol = min(n, 3)
     nrow = int(np.ceil(n / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.8 * nrow), squeeze=False)
     for ax, s in zip(axes.ravel(), studies, strict=False):
-        sub = h[h["study"] == s].copy()
-        hue, style = _primary(sub.drop_duplicates("trial_id"))
-        if hue == "arm":
-            sub["arm"] = sub["arm"].map(lambda m: METHOD_NAMES.get(m, m))
-        sub[hue] = sub[hue].map(_lv)
-        if style:
-            sub[style] = sub[style].map(_lv)
-        sns.lineplot(
-            data=sub,
-            x="epoch",
-            y=metric,
-            hue=hue,
-            style=style,
-            errorbar=_ci_fn(level),
-            palette="colorblind",
-            ax=ax,
-            marker="o",
-            markersize=3,
-        )
-        ax.set(xlabel="epoch", ylabel=MAP_LABEL if metric.startswith("mAP") else metric, title=s)
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.legend(fontsize="x-small", title_fontsize="x-small")
+        _study_curves(ax, h[h["study"] == s].copy(), s, level, metric)
     for ax in axes.ravel()[n:]:
         ax.set_axis_off()
     return _finish(
         fig,
         f"Learning curves (validation {metric} per epoch)",
-        f"lines: mean over seeds (and the study's other conditions); bands: {level:.0%} t interval",
+        f"lines: mean over seeds (and the study's other conditions); bands: {level:.0%} t interval; "
+        f"stars: plateau (best-so-far within {CONVERGENCE_MIN_GAIN:g} of the final best); "
+        "shaded: the last quarter of the epochs",
     )
+
+
+def _study_curves(ax: plt.Axes, sub: pd.DataFrame, study: str, level: float, metric: str) -> None:
+    """One study's panel of :func:`fig_learning_curves`."""
+    hue, style = _primary(sub.drop_duplicates("trial_id"))
+    if hue == "arm":
+        sub["arm"] = sub["arm"].map(lambda m: METHOD_NAMES.get(m, m))
+    sub[hue] = sub[hue].map(_lv)
+    if style:
+        sub[style] = sub[style].map(_lv)
+    order = list(pd.unique(sub[hue]))
+    sns.lineplot(
+        data=sub,
+        x="epoch",
+        y=metric,
+        hue=hue,
+        hue_order=order,
+        style=style,
+        errorbar=_ci_fn(level),
+        palette=sns.color_palette("colorblind", len(order)),
+        ax=ax,
+        marker="o",
+        markersize=3,
+    )
+    _mark_plateaus(ax, sub, [hue] + ([style] if style else []), order, metric)
+    ax.set(xlabel="epoch", ylabel=MAP_LABEL if metric.startswith("mAP") else metric, title=study)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.legend(fontsize="x-small", title_fontsize="x-small")
 
 
 def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:

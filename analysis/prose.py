@@ -22,6 +22,9 @@ __all__ = [
     "level_text",
     "levels_text",
     "resolved_word",
+    "holm_word",
+    "resolution_signs",
+    "holm_sentence",
     "diff_text",
     "seed_hint",
     "join_limited",
@@ -38,7 +41,13 @@ __all__ = [
 ]
 
 #: the paper's spelling of each ``cfg.mix.method``
-METHOD_NAMES = {"baseline": "baseline", "splicemix": "SpliceMix", "splicemix_cl": "SpliceMix-CL"}
+METHOD_NAMES = {
+    "baseline": "baseline",
+    "mixup": "MixUp",
+    "cutmix": "CutMix",
+    "splicemix": "SpliceMix",
+    "splicemix_cl": "SpliceMix-CL",
+}
 
 
 def method_name(method: str) -> str:
@@ -74,12 +83,47 @@ def resolved_word(lo: float, hi: float) -> str:
     return "not resolved: the interval includes 0"
 
 
+def holm_word(row: pd.Series | dict) -> str:
+    """Whether a contrast is resolved after Holm's correction (its ``p_holm`` below 1 - level), in words."""
+    p = row.get("p_holm", np.nan)
+    if p is None or not np.isfinite(p):
+        return resolved_word(row["lo"], row["hi"])
+    if row["resolved"]:
+        return f"resolved after Holm, {'>' if row['mean'] > 0 else '<'} 0, p_holm {p:.2g}"
+    if row.get("resolved_raw", False):
+        return f"not resolved after Holm (p_holm {p:.2g}; the unadjusted interval excludes 0)"
+    return f"not resolved: the interval includes 0, p_holm {p:.2g}"
+
+
+def resolution_signs(tab: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(resolved > 0, resolved < 0) per row: by ``resolved`` (Holm-corrected where the table has ``p_holm``)
+    and the sign of ``mean`` when the table has them, else by the interval ``lo`` / ``hi``."""
+    if {"resolved", "mean"} <= set(tab.columns):
+        res = tab["resolved"].astype(bool)
+        return res & (tab["mean"] > 0), res & (tab["mean"] < 0)
+    return tab["lo"] > 0, tab["hi"] < 0
+
+
+def holm_sentence(tables: list[pd.DataFrame], level: float) -> str:
+    """``"Holm-corrected within the question over N contrasts (...)."`` ("" when no table has ``p_holm``)."""
+    ms = [int(t["holm_m"].iloc[0]) for t in tables if len(t) and "holm_m" in t.columns]
+    if not ms:
+        return ""
+    m = ms[0]
+    return (
+        f"Holm-corrected within the question over {m} contrast{'s' if m != 1 else ''}: a contrast is resolved "
+        f"when its Holm-adjusted paired-t p-value is below {1 - level:.2g} (intervals shown are the unadjusted "
+        f"{level:.0%} ones)."
+    )
+
+
 def diff_text(row: pd.Series | dict, digits: int = 2) -> str:
-    """A seed-paired difference: ``+1.23 [0.40, 2.06] mAP points (3 seeds; resolved, > 0)``."""
+    """A seed-paired difference: ``+1.23 [0.40, 2.06] mAP points (3 seeds; resolved, > 0)`` (the
+    resolution after Holm when the row has ``p_holm``)."""
     n = int(row["n"])
     return (
         f"{fmt_ci(row['mean'], row['lo'], row['hi'], digits, sign=True)} mAP points "
-        f"({n} seed{'s' if n != 1 else ''}; {resolved_word(row['lo'], row['hi'])})"
+        f"({n} seed{'s' if n != 1 else ''}; {holm_word(row)})"
     )
 
 
@@ -159,7 +203,8 @@ def claim_sentences(tab: pd.DataFrame, unit: str = "mAP points") -> list[str]:
                 for _, r in g.iterrows()
             ]
         else:
-            pos, neg = int((g["lo"] > 0).sum()), int((g["hi"] < 0).sum())
+            p_s, n_s = resolution_signs(g)
+            pos, neg = int(p_s.sum()), int(n_s.sum())
             out.append(
                 f"{treat} − baseline [{study}, {len(g)} data/model cells]: mean differences from "
                 f"{fmt_num(g['mean'].min(), sign=True)} to {fmt_num(g['mean'].max(), sign=True)} {unit}; "
@@ -173,7 +218,8 @@ def claim_word(tab: pd.DataFrame, better: str = "pos") -> str:
     h = tab[tab["headline"]] if len(tab) else tab
     if not len(h):
         return "cannot be judged (no seed-paired comparison)"
-    pos, neg = int((h["lo"] > 0).sum()), int((h["hi"] < 0).sum())
+    p_s, n_s = resolution_signs(h)
+    pos, neg = int(p_s.sum()), int(n_s.sum())
     sup, con = (pos, neg) if better == "pos" else (neg, pos)
     n = len(h)
     every = "the one headline comparison" if n == 1 else f"all {n} headline comparisons"
@@ -187,6 +233,8 @@ def claim_word(tab: pd.DataFrame, better: str = "pos") -> str:
         return f"is supported in {sup} of {n} headline comparisons; the others are unresolved"
     if con:
         return f"is contradicted in {con} of {n} headline comparisons; the others are unresolved"
+    if "p_holm" in h.columns:
+        return f"is not resolved by these data (none of the {n} headline contrasts is resolved after Holm)"
     return (
         "is not resolved by these data (the interval includes 0)"
         if n == 1

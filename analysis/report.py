@@ -8,10 +8,15 @@ every analysis of :mod:`analysis.questions`, and writes into ``--out``:
   it) and what would change it (or, plainly, that the loaded results cannot answer it); the
   paper's claims; the provenance of every study. When a study holds trials at equal epochs and at
   a compute budget (``train.budget``), its answer is given once per form, labelled ("at equal
-  epochs (12)", "at equal images seen (120,000)"), with a sentence saying whether they agree;
-* ``figures/*.png`` (dpi 150) and ``figures/*.svg`` (``<figure>_<form>`` per form);
+  epochs (12)", "at equal images seen (120,000)"), with a sentence saying whether they agree. Also
+  the drops, the best CL weight, the methods table beside the paper's and the tuned configuration;
+  each answer's contrasts Holm-corrected within it, a line on whether it goes the paper's direction,
+  each trial counted once where answers pool studies (the claims), and per study the convergence
+  evidence (``converged: k of n trials``, each arm's plateau, its learning curves);
+* ``figures/*.png`` (dpi 150) and ``figures/*.svg`` (``<figure>_<form>`` per form;
+  ``learning_curves_<study>`` per study);
 * ``summary.csv`` (mean, sd, n and interval of every metric per condition) and ``tables/*.csv``
-  (every table behind the answers; ``<question>_<table>_<form>.csv`` per form).
+  (every table behind the answers; ``<question>_<table>_<form>.csv`` per form; ``convergence.csv``).
 
 Bad input (a missing directory, no ``trials.parquet``, an unreadable Parquet file) is one line on
 stderr naming the path and what was expected, exit status 2.
@@ -32,6 +37,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from splicemix.results import CONVERGENCE_MIN_GAIN, convergence
+
 from .load import (
     COMPLETED,
     EPOCHS_FORM,
@@ -39,22 +46,29 @@ from .load import (
     StudyLoadError,
     check_study_dir,
     completed,
+    dedupe,
     load_history,
     load_provenance,
     load_studies,
     study_names,
 )
-from .questions import FACTORS, Answer, answer_all
+from .prose import level_text
+from .questions import FACTORS, Answer, answer_all, varying
+from .questions.common import CONVERGED_TEXT
 from .questions.forms import form_slug
-from .stats import summarize
+from .stats import plateau_table, summarize
 
-__all__ = ["main", "build_parser", "write_report", "render_answers", "md_table", "summary_table"]
+__all__ = ["main", "build_parser", "write_report", "render_answers", "md_table", "summary_table", "convergence_table"]
 
 PROG = "python -m analysis.report"
+#: the open questions' answers, in the order of answers.md
+OPEN_QUESTIONS = ("q1", "q1_drops", "q2", "q3", "q3_weight")
 FIGURES = {
     "q1": ("q1_grid_scaling", "fig_grid_scaling"),
     "q2": ("q2_ratio_by_data", "fig_ratio_by_data"),
     "q3": ("q3_cl_gain", "fig_cl_gain"),
+    "q1_drops": ("q1_drops", "fig_drops"),
+    "methods": ("methods", "fig_methods"),
     "claims_map": ("claims", "fig_claims"),
 }
 
@@ -64,8 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description=(
-            "Answer the SpliceMix paper's open questions (grid scaling, best mixed ratio per data set, "
-            "SpliceMix-CL on a ViT) and check its claims from the results of `python -m study.run`. "
+            "Answer the SpliceMix paper's open questions (grid scaling and orientation, dropped cells, best "
+            "mixed ratio per data set, SpliceMix-CL on a ViT and its best weight), compare the methods with "
+            "the paper's table, report a tuned configuration, and check the paper's claims from the results "
+            "of `python -m study.run`. Contrasts are Holm-corrected within each answer; a trial two studies "
+            "share is counted once; folders <study>-a, <study>-b (parts) are one study. "
             "Each analysis finds the study it needs among the given directories by which configuration "
             "keys vary; a question no study can answer is reported as such, with the search space "
             "that would answer it. Trials trained for a number of epochs (train.epochs) and trials "
@@ -209,7 +226,9 @@ def _provenance_rows(dirs: Sequence[Path], trials: pd.DataFrame) -> pd.DataFrame
     rows = []
     for d, study in zip(dirs, study_names(dirs), strict=True):
         p = load_provenance(d)
-        t = trials[trials["study"] == study]
+        folder = Path(d).resolve().name
+        t = trials[(trials["study"] == study) & (trials["folder"] == folder)] if "folder" in trials else trials
+        study = study if folder == study else f"{study} ({folder})"
         counts = t["status"].value_counts()
         other = ", ".join(f"{n} {s}" for s, n in counts.items() if s != COMPLETED) or "0"
         cmd = p.get("command")
@@ -252,6 +271,8 @@ def _answer_body(a: Answer, fig: str | None, key: str, suffix: str = "") -> list
     out = [f"**Answer{label}{tag}.** {a.verdict}\n"]
     if a.bullets:
         out.append("Details:\n\n" + "".join(f"- {b}\n" for b in a.bullets))
+    if a.paper:
+        out.append(f"**Versus the paper.** {a.paper}\n")
     if a.conditions:
         out.append("**Holds for.**\n\n" + "".join(f"- {k}: {v}\n" for k, v in a.conditions.items()))
     if fig:
@@ -348,6 +369,30 @@ def _provenance_md(prov: pd.DataFrame) -> list[str]:
     ]
 
 
+def _conventions(answers: Sequence[Answer], trials: pd.DataFrame, level: float, n_boot: int, seed: int) -> str:
+    """The conventions paragraph of ``answers.md``: units, intervals, Holm, the paper, duplicates, forms."""
+    return (
+        f"Conventions: mAP in percent, differences in mAP points. Every interval is a {level:.0%} two-sided "
+        f"Student-t interval over seeds (seed-paired for differences: same seed, same other conditions). "
+        f"The best level of a factor and the peak of a quadratic fit use a bootstrap over seeds ({n_boot} "
+        f"resamples, seed {seed}). Where an answer reports several contrasts (seed-paired differences), they "
+        f"are Holm-corrected within the answer: *resolved* means the contrast's Holm-adjusted paired-t "
+        f"p-value is below {1 - level:.2g} (the intervals shown stay the unadjusted ones; with one contrast, "
+        f"resolved means the interval excludes 0). Each answer names the study it comes from, the regime it "
+        f"holds for, and whether it goes the paper's direction; an open question no loaded study can answer "
+        f"says so. {_dedupe_line(trials)}"
+        + (
+            " Trials trained for a number of epochs and trials trained to a compute budget (images seen, "
+            "steps or seconds; mixed images add compute, so equal epochs are not equal compute) are never "
+            "pooled: an answer whose study holds both is given once per form, labelled, with whether the "
+            "forms agree."
+            if any(a.forms for a in answers)
+            else ""
+        )
+        + "\n"
+    )
+
+
 def render_answers(
     answers: Sequence[Answer],
     trials: pd.DataFrame,
@@ -357,30 +402,20 @@ def render_answers(
     n_boot: int,
     seed: int,
     command: str,
+    history: pd.DataFrame | None = None,
 ) -> str:
-    """The text of ``answers.md``."""
+    """The text of ``answers.md`` (``history``: the per-epoch rows behind the convergence section)."""
     parts = [
         "# SpliceMix: answers to the paper's open questions\n",
         _generated_line(trials, prov, command),
-        f"Conventions: mAP in percent, differences in mAP points. Every interval is a {level:.0%} two-sided "
-        f"Student-t interval over seeds (seed-paired for differences: same seed, same other conditions). "
-        f"The best level of a factor and the peak of a quadratic fit use a bootstrap over seeds ({n_boot} "
-        f"resamples, seed {seed}). *Resolved* means the interval excludes 0. Each answer names the study it "
-        f"comes from; an open question no loaded study can answer says so."
-        + (
-            " Trials trained for a number of epochs and trials trained to a compute budget (images seen, "
-            "steps or seconds; mixed images add compute, so equal epochs are not equal compute) are never "
-            "pooled: an answer whose study holds both is given once per form, labelled, with whether the "
-            "forms agree."
-            if any(a.forms for a in answers)
-            else ""
-        )
-        + "\n",
+        _conventions(answers, trials, level, n_boot, seed),
         "## At a glance\n",
         _at_a_glance(answers),
         "# The open questions\n",
     ]
-    parts += [_answer_md(a, level, figures) for a in answers if a.key in ("q1", "q2", "q3")]
+    parts += [_answer_md(a, level, figures) for a in answers if a.key in OPEN_QUESTIONS]
+    parts.append("# The methods table and the tuned configuration\n")
+    parts += [_answer_md(a, level, figures) for a in answers if a.key in ("methods", "tuned")]
     parts.append("# The paper's claims\n")
     parts.append(
         "The paper (MS-COCO 2014, ResNet-101, 448 px) reports SpliceMix +1.4 and SpliceMix-CL +1.9 mAP "
@@ -394,19 +429,122 @@ def render_answers(
         parts.append(f"![The paper's claims{f' ({form})' if form else ''}]({figures[k]}.png)\n")
     claim_figures = {k: v for k, v in figures.items() if k not in top}
     parts += [_answer_md(a, level, claim_figures, "##") for a in answers if a.key.startswith("claims")]
-    if "learning_curves" in figures:
-        parts.append("# Learning curves\n")
-        parts.append(
-            f"![Learning curves]({figures['learning_curves']}.png)\n\nValidation mAP per epoch; a curve "
-            "still rising at the last epoch means the answers describe a model that is not yet converged.\n"
-        )
+    parts += _convergence_md(trials, history, figures)
     parts += _provenance_md(prov)
     parts.append(
         "\n# Files\n\n- `summary.csv`: mean, sd, n and interval of mAP, mAP_low, mAP_rare, mAP_common per "
-        "condition\n- `tables/<question>_<table>.csv`: every table above\n- `figures/*.png` (dpi 150), "
-        "`figures/*.svg`\n"
+        "condition\n- `tables/<question>_<table>.csv`: every table above; `tables/convergence.csv`: the "
+        "convergence per study and arm\n- `figures/*.png` (dpi 150), `figures/*.svg`\n"
     )
     return "\n".join(parts)
+
+
+def _slug(study: str) -> str:
+    """A study label as a file-name part (``a/b`` -> ``a_b``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in study)
+
+
+def _dedupe_line(trials: pd.DataFrame) -> str:
+    """How many completed trials two studies share (each counted once where answers pool studies)."""
+    _, dropped = dedupe(completed(trials))
+    if not len(dropped):
+        return "No two loaded studies share a trial (the same run configuration and seed)."
+    pairs = "; ".join(f"{len(g)} of `{s}` also in `{k}`" for (s, k), g in dropped.groupby(["study", "duplicate_of"]))
+    return (
+        f"Each trial is counted once where an answer pools studies (the claims): {len(dropped)} duplicate "
+        f"trial{'s' if len(dropped) != 1 else ''} (the same run configuration and seed in two studies) dropped, "
+        f"the first study's copy kept: {pairs}."
+    )
+
+
+#: the factors a condition of the convergence table may be split by (those its study varies; ``arm`` always)
+_CURVE_FACTORS = ("arm", "model", "pretrained", "n_train", "imbalance", "ratio", "grid", "cl_weight")
+
+
+def _condition_text(r: pd.Series, factors: list[str]) -> str:
+    return ", ".join(f"{f} {level_text(r[f])}" if f != "arm" else str(r[f]) for f in factors)
+
+
+def convergence_table(trials: pd.DataFrame, history: pd.DataFrame | None) -> pd.DataFrame:
+    """Per study and condition (its arm and the factors the study varies): completed trials, how many
+    converged (the trainer's rule; NA when not recorded), and where the mean learning curve plateaus
+    (:func:`analysis.stats.plateau_table`)."""
+    cols = ["study", "condition", "trials", "converged", "source", "plateau_epoch", "best", "last_epoch", "window_gain"]
+    frames = []
+    for study, g in completed(trials).groupby("study", sort=False):
+        factors = [f for f in _CURVE_FACTORS if f == "arm" or f in varying(g)]
+        conv, source = g["converged"].astype("Float64"), "trials"
+        if conv.isna().all() and history is not None and len(history):  # a study that predates the column
+            conv = g["trial_id"].map(_history_converged(history[history["study"] == study])).astype("Float64")
+            source = "history"
+        k = g.assign(k=conv).groupby(factors, dropna=False)
+        t = k.agg(trials=("trial_id", "size"), converged=("k", lambda x: x.sum() if x.notna().any() else pd.NA))
+        t = t.reset_index()
+        if history is not None and len(history) and set(factors) <= set(history.columns):
+            h = history[(history["study"] == study) & history["trial_id"].isin(g["trial_id"])]
+            t = t.merge(plateau_table(h, factors), on=factors, how="left")
+        t["condition"] = t.apply(lambda r, f=factors: _condition_text(r, f), axis=1)
+        frames.append(t.assign(study=study, source=source))
+    return pd.concat(frames, ignore_index=True).reindex(columns=cols) if frames else pd.DataFrame(columns=cols)
+
+
+def _history_converged(h: pd.DataFrame) -> dict[str, bool]:
+    """trial_id -> converged by the trainer's rule (:func:`splicemix.results.convergence`) on its history rows."""
+    return {
+        t: convergence(g[["epoch", "mAP"]].to_dict("records")).converged
+        for t, g in h.groupby("trial_id")
+        if g["mAP"].notna().any()
+    }
+
+
+def _plateau_text(g: pd.DataFrame) -> str:
+    """Where a study's mean curves plateau: each condition (up to four), else the range and the latest."""
+    p = g[g["plateau_epoch"].notna()]
+    if not len(p):
+        return ""
+    if len(p) <= 4:
+        return "; ".join(
+            f"{r['condition']} at epoch {int(r['plateau_epoch'])} of {int(r['last_epoch'])}" for _, r in p.iterrows()
+        )
+    late = p.loc[p["plateau_epoch"].idxmax()]
+    lo, hi = int(p["plateau_epoch"].min()), int(p["plateau_epoch"].max())
+    return (
+        f"{f'epochs {lo} to {hi}' if lo < hi else f'epoch {lo}'} over {len(p)} conditions "
+        f"(the latest: {late['condition']}, epoch {int(late['plateau_epoch'])} of {int(late['last_epoch'])})"
+    )
+
+
+def _convergence_md(trials: pd.DataFrame, history: pd.DataFrame | None, figures: dict[str, str]) -> list[str]:
+    """The convergence evidence: per study, how many trials converged, the plateau per arm and the curves."""
+    t = convergence_table(trials, history)
+    out = [
+        "# Convergence\n",
+        f"Per study: how many completed trials converged by the trainer's rule ({CONVERGED_TEXT}), and the "
+        "learning curves (validation mAP per epoch, mean over seeds per condition) with each curve's plateau marked "
+        f"(a star: the first epoch whose best-so-far mean mAP is within {CONVERGENCE_MIN_GAIN:g} points of the "
+        "final best) and the convergence window shaded. A curve still rising at the last epoch means the "
+        "answers describe a model that is not yet converged.\n",
+    ]
+    for study, g in t.groupby("study", sort=False):
+        known = g["converged"].dropna()
+        line = (
+            f"converged: {int(known.sum())} of {int(g.loc[known.index, 'trials'].sum())} trials"
+            + (
+                " (by the trainer's rule on the per-epoch mAP: the study predates final_converged)"
+                if (g["source"] == "history").any()
+                else ""
+            )
+            if len(known)
+            else f"converged: not known ({int(g['trials'].sum())} completed trials, no per-epoch mAP)"
+        )
+        plateaus = _plateau_text(g)
+        out.append(f"- `{study}`: {line}" + (f"; mean curve plateaus: {plateaus}" if plateaus else "") + "\n")
+    for study in t["study"].unique():
+        key = f"learning_curves_{_slug(study)}"
+        if key in figures:
+            out.append(f"![Learning curves of {study}]({figures[key]}.png)\n")
+    out.append("Table: `tables/convergence.csv`.\n")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,6 +582,9 @@ def _make_figures(
             makers.append((fkey, fname, partial(getattr(plots, fn), arg, level=level)))
     if len(history):
         makers.append(("learning_curves", "learning_curves", partial(plots.fig_learning_curves, history, level)))
+        for s in sorted(history["study"].unique()):
+            name = f"learning_curves_{_slug(s)}"
+            makers.append((name, name, partial(plots.fig_learning_curves, history[history["study"] == s], level)))
     figures: dict[str, str] = {}
     for key, name, make in makers:
         try:
@@ -517,7 +658,8 @@ def write_report(
     summary_table(trials, level).to_csv(out / "summary.csv", index=False)
     prov.to_csv(tabdir / "provenance.csv", index=False)
     md = out / "answers.md"
-    md.write_text(render_answers(answers, trials, prov, figures, level, n_boot, seed, command))
+    md.write_text(render_answers(answers, trials, prov, figures, level, n_boot, seed, command, history))
+    convergence_table(trials, history).to_csv(tabdir / "convergence.csv", index=False)
     log(f"wrote {md}, {out / 'summary.csv'} and {len(written) + 1} tables under {tabdir}")
     return {"answers": answers, "answers_md": md, "figures": figures, "tables": written}
 

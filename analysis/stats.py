@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from splicemix.results import CONVERGENCE_MIN_GAIN, CONVERGENCE_WINDOW
+
 __all__ = [
     "CI",
     "mean_ci",
@@ -30,6 +32,9 @@ __all__ = [
     "ArgmaxResult",
     "quad_vertex",
     "seeds_to_resolve",
+    "holm",
+    "holm_tables",
+    "plateau_table",
     "fmt_ci",
     "fmt_num",
 ]
@@ -255,6 +260,50 @@ def seeds_to_resolve(mean: float, sd: float, level: float = 0.95) -> float:
         if float(sps.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n) < abs(mean):
             return float(n)
     return math.inf
+
+
+# --------------------------------------------------------------------------------------------
+# multiple comparisons: Holm's step-down procedure
+# --------------------------------------------------------------------------------------------
+
+
+def holm(pvalues: Any) -> np.ndarray:
+    """Holm-adjusted p-values (step-down; NaN stays NaN and is not counted): the i-th smallest of m
+    p-values becomes max over j <= i of min(1, (m - j + 1) p_(j)). A contrast is resolved at level
+    ``level`` when its adjusted p-value is below 1 - ``level``, which controls the family-wise error."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, math.nan)
+    ok = np.where(np.isfinite(p))[0]
+    m = ok.size
+    if not m:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adj = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(adj)
+    return out
+
+
+def holm_tables(tables: Sequence[pd.DataFrame], level: float = 0.95) -> list[pd.DataFrame]:
+    """Holm over every contrast (row with a ``p``) of ``tables`` together, one family: copies with
+    ``p_holm``, ``resolved_raw`` (the unadjusted interval excludes 0), ``resolved`` (the adjusted p
+    is below 1 - ``level``) and ``holm_m`` (the family's size). Tables without ``p`` come back as given."""
+    with_p = [t for t in tables if len(t) and "p" in t.columns]
+    ps = np.concatenate([t["p"].to_numpy(float) for t in with_p]) if with_p else np.array([])
+    adj = holm(ps)
+    m = int(np.isfinite(ps).sum())
+    out, i = [], 0
+    for t in tables:
+        if not (len(t) and "p" in t.columns):
+            out.append(t)
+            continue
+        t = t.copy()
+        t["p_holm"] = adj[i : i + len(t)]
+        i += len(t)
+        t["resolved_raw"] = t["resolved"].astype(bool)
+        t["resolved"] = (t["p_holm"] < 1 - level).fillna(False).astype(bool)
+        t["holm_m"] = m
+        out.append(t)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -546,4 +595,45 @@ def quad_vertex(
         }
         for k, g in groups
     ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+# --------------------------------------------------------------------------------------------
+# learning curves: where does the mean curve plateau?
+# --------------------------------------------------------------------------------------------
+
+
+def plateau_table(
+    history: pd.DataFrame, by: str | Sequence[str] | None, value: str = "mAP", min_gain: float = CONVERGENCE_MIN_GAIN
+) -> pd.DataFrame:
+    """Per group of ``by``: the mean curve of ``value`` over trials (per epoch) and where it plateaus.
+
+    ``plateau_epoch`` is the first epoch whose best-so-far mean is within ``min_gain`` points of the
+    final best; ``last_epoch`` the last epoch; ``window_start`` the epoch after which the trainer's
+    convergence window (the last :data:`~splicemix.results.CONVERGENCE_WINDOW` of the epochs) begins;
+    ``window_gain`` the best-so-far mean's rise over that window (the trainer's rule, on the mean curve);
+    ``best`` the final best of the mean curve."""
+    keys = _by_list(by)
+    cols = keys + ["plateau_epoch", "best", "last_epoch", "window_start", "window_gain"]
+    rows = []
+    groups = history.groupby(keys, dropna=False, sort=True) if keys else [((), history)]
+    for k, g in groups:
+        curve = g.groupby("epoch")[value].mean().dropna().sort_index()
+        if not len(curve):
+            continue
+        so_far = curve.cummax()
+        best = float(so_far.iloc[-1])
+        last = int(curve.index.max())
+        start = last - max(1, math.ceil(CONVERGENCE_WINDOW * last))
+        before = so_far[so_far.index <= start]
+        rows.append(
+            {
+                **dict(zip(keys, k if isinstance(k, tuple) else (k,), strict=True)),
+                "plateau_epoch": int(so_far.index[np.argmax(so_far.to_numpy() >= best - min_gain)]),
+                "best": best,
+                "last_epoch": last,
+                "window_start": start,
+                "window_gain": best - float(before.iloc[-1]) if len(before) else math.nan,
+            }
+        )
     return pd.DataFrame(rows, columns=cols)

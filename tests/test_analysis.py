@@ -415,7 +415,10 @@ def test_report_on_fixture_studies(tmp_path):
     md = (out / "answers.md").read_text()
     for heading in ("## Q1.", "## Q2.", "## Q3.", "# The paper's claims", "# Provenance"):
         assert heading in md
-    assert "cannot be answered" not in md
+    glance = md.split("## At a glance")[1].split("# The open questions")[0]
+    cannot = [line for line in glance.splitlines() if "cannot be answered" in line]
+    assert len(cannot) == 4  # the drops, the CL weight, the methods table, the tuned configuration
+    assert all(any(t in line for line in cannot) for t in ("Dropped cells", "CL weight", "Methods", "tuned"))
     assert "per extra cell" in md and "n_train 500, imbalance 0: best ratio 0.125" in md
     assert "python -m study.run search_spaces/cl_vit.yaml" in md  # provenance command
     assert "1 error" in md  # the failed trial is counted, not used
@@ -491,7 +494,7 @@ def test_notebooks_execute_check():
     )
     assert p.returncode == 0, p.stderr[-2000:]
     assert {p.name: p.read_bytes() for p in nb_dir.glob("*.ipynb")} == before
-    assert len(before) == 4
+    assert len(before) == 8
 
 
 @pytest.mark.slow

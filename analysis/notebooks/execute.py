@@ -20,7 +20,16 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 HERE = Path(__file__).resolve().parent
-NOTEBOOKS = ["q1_grid_scaling.ipynb", "q2_ratio_by_data.ipynb", "q3_cl_vit.ipynb", "claims.ipynb"]
+NOTEBOOKS = [
+    "q1_grid_scaling.ipynb",
+    "q1_drops.ipynb",
+    "q2_ratio_by_data.ipynb",
+    "q3_cl_vit.ipynb",
+    "q3_cl_weight.ipynb",
+    "methods.ipynb",
+    "tuned.ipynb",
+    "claims.ipynb",
+]
 TIMEOUT_S = 300
 
 

@@ -6,10 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..load import completed
-from ..prose import claim_sentences, claim_word, join_limited, level_list, level_text, levels_text, method_name
-from ..stats import fmt_ci, paired_diff, summarize
-from .common import PAPER_RATIO, Answer, cannot, common_changes, conditions
+from ..load import completed, dedupe
+from ..prose import (
+    claim_sentences,
+    claim_word,
+    holm_sentence,
+    join_limited,
+    level_list,
+    level_text,
+    levels_text,
+    method_name,
+)
+from ..stats import fmt_ci, holm_tables, paired_diff, summarize
+from .common import PAPER_RATIO, Answer, cannot, common_changes, conditions, controlled, paper_direction
 
 __all__ = ["TITLES", "TEXTS", "claims"]
 
@@ -28,6 +37,7 @@ TEXTS = {
     ),
 }
 _CELL = ["study", "model", "n_train", "imbalance"]  # a comparison with the baseline is paired within one cell
+_SPLICEMIX_ARMS = ("baseline", "splicemix", "splicemix_cl")  # the claims are SpliceMix's: MixUp/CutMix are in "methods"
 _SPLIT = ["budget", "pretrained"]  # also part of the cell where they vary: trials differing in them are never pooled
 _NOTES = [
     f"headline = the paper's default setting (ratio {PAPER_RATIO:g}, default grids) when tested, else the "
@@ -60,19 +70,21 @@ def _mark_headline(c: pd.DataFrame) -> None:
             c.loc[cand.index, "headline"] = True
 
 
-def _claims_data(df: pd.DataFrame) -> pd.DataFrame:
-    """Completed trials of the studies that have both baseline and mixing trials, with ``variant``,
-    ``headline``, ``gap`` (rare − common pair mAP) and ``drop`` (mAP − mAP_low) columns."""
-    c = completed(df).copy()
+def _claims_data(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Completed SpliceMix / SpliceMix-CL / baseline trials of the studies that have both baseline and
+    mixing trials, each trial once (:func:`analysis.load.dedupe`), with ``variant``, ``headline``, ``gap``
+    (rare − common pair mAP) and ``drop`` (mAP − mAP_low) columns; and the duplicates dropped."""
+    c, dropped = dedupe(completed(controlled(df)))
+    c = c[c["arm"].isin(_SPLICEMIX_ARMS)].copy()
     keep = [s for s, g in c.groupby("study") if (g["arm"] == "baseline").any() and (g["arm"] != "baseline").any()]
     c = c[c["study"].isin(keep)].copy()
     if not len(c):
-        return c
+        return c, dropped
     c["variant"] = c.apply(_variant, axis=1)
     c["gap"] = c["mAP_rare"] - c["mAP_common"]
     c["drop"] = c["mAP"] - c["mAP_low"]
     _mark_headline(c)
-    return c
+    return c, dropped
 
 
 def _vs_baseline(c: pd.DataFrame, value: str, level: float) -> pd.DataFrame:
@@ -112,7 +124,7 @@ def _answer(
     tables: dict[str, pd.DataFrame],
     changes: list[str],
 ) -> Answer:
-    """A claim's answer from the trials ``used`` (its study, conditions and data)."""
+    """A claim's answer from the trials ``used`` (its study, conditions, data and the paper's direction)."""
     return Answer(
         key,
         TITLES[key],
@@ -126,15 +138,16 @@ def _answer(
         changes=changes,
         notes=list(_NOTES),
         data=used,
+        paper=paper_direction(used),
     )
 
 
 def _map_claim(c: pd.DataFrame, df: pd.DataFrame, level: float) -> Answer:
-    t_map = _vs_baseline(c, "mAP", level)
+    (t_map,) = holm_tables([_vs_baseline(c, "mAP", level)], level)
     s = claim_sentences(t_map)
     verdict = (
         f"The claim {claim_word(t_map)}. {join_limited(s)}. The paper reports +1.4 (SpliceMix) and +1.9 "
-        f"(SpliceMix-CL) mAP points on MS-COCO with ResNet-101."
+        f"(SpliceMix-CL) mAP points on MS-COCO with ResNet-101. {holm_sentence([t_map], level)}"
     )
     tables = {"by_variant": summarize(c, _cell(c) + ["variant"], "mAP", level), "vs_baseline": t_map}
     return _answer("claims_map", verdict, c, df, s, tables, [_ratio_hint(t_map)] + common_changes(c))
@@ -151,7 +164,7 @@ def _lowres_claim(c: pd.DataFrame, df: pd.DataFrame, level: float) -> Answer:
             df,
         )
     size, full = levels_text(low["low_size"]), levels_text(low["image_size"])
-    t_low, t_drop = _vs_baseline(low, "mAP_low", level), _vs_baseline(low, "drop", level)
+    t_low, t_drop = holm_tables([_vs_baseline(low, "mAP_low", level), _vs_baseline(low, "drop", level)], level)
     s_low, s_drop = claim_sentences(t_low), claim_sentences(t_drop, "points of drop")
     base_drop = summarize(low[low["arm"] == "baseline"], _cell(low), "drop", level)
     verdict = (
@@ -159,7 +172,7 @@ def _lowres_claim(c: pd.DataFrame, df: pd.DataFrame, level: float) -> Answer:
         f"claim {claim_word(t_low)}. {join_limited(s_low)}. The baseline loses (mAP points, {full} → {size} "
         f"px): {level_list(base_drop)}; the mixed models' drop minus the baseline's (negative = more "
         f"robust) {claim_word(t_drop, better='neg').replace('holds here', 'is smaller here')}: "
-        f"{join_limited(s_drop)}."
+        f"{join_limited(s_drop)}. {holm_sentence([t_low], level)}"
     )
     tables = {
         "low_by_variant": summarize(low, _cell(low) + ["variant"], "mAP_low", level),
@@ -184,14 +197,14 @@ def _cooc_claim(c: pd.DataFrame, df: pd.DataFrame, level: float) -> Answer:
             df,
         )
     gap = summarize(co, _cell(co) + ["variant"], "gap", level)
-    t_gap, t_rare = _vs_baseline(co, "gap", level), _vs_baseline(co, "mAP_rare", level)
+    t_gap, t_rare = holm_tables([_vs_baseline(co, "gap", level), _vs_baseline(co, "mAP_rare", level)], level)
     s_rare, s_gap = claim_sentences(t_rare), claim_sentences(t_gap, "points of gap")
     verdict = (
         f"On validation images whose class pairs were rare in training, mAP of the mixed models vs the "
         f"baseline: the claim {claim_word(t_rare)}. {join_limited(s_rare)}. The baseline's rare − common "
         f"mAP gap (negative = co-occurrence bias): {level_list(gap[gap['variant'] == 'baseline'], True)}. "
         f"Change of that gap vs the baseline (positive = less bias): the claim {claim_word(t_gap)}. "
-        f"{join_limited(s_gap)}."
+        f"{join_limited(s_gap)}. {holm_sentence([t_gap], level)}"
     )
     tables = {"gap_by_variant": gap, "gap_vs_baseline": t_gap, "rare_vs_baseline": t_rare}
     changes = [
@@ -213,10 +226,30 @@ def claims(df: pd.DataFrame, level: float = 0.95) -> list[Answer]:
       the rare-pair mAP gain.
 
     The headline comparison is the paper's default (ratio 0.25, default grids) when tested, else the
-    closest ratio; every tested variant is in the tables.
+    closest ratio; every tested variant is in the tables. A trial two studies share (the same run
+    configuration and seed) is counted once, in the first study (its ``notes`` say how many were
+    dropped); every contrast is resolved by Holm's correction over the claim's contrasts.
     """
-    c = _claims_data(df)
+    c, dropped = _claims_data(df)
     if not len(c):
-        why = "no study has both baseline trials (method baseline or ratio 0) and mixing trials"
+        why = "no study has both baseline trials (method baseline or ratio 0) and SpliceMix trials"
         return [cannot("claims", TITLES[k], TEXTS[k], why, df) for k in TITLES]
-    return [_map_claim(c, df, level), _lowres_claim(c, df, level), _cooc_claim(c, df, level)]
+    out = [_map_claim(c, df, level), _lowres_claim(c, df, level), _cooc_claim(c, df, level)]
+    note = _dedupe_note(dropped)
+    for a in out:
+        if a.answerable and note:
+            a.notes.append(note)
+    return out
+
+
+def _dedupe_note(dropped: pd.DataFrame) -> str:
+    """How many trials were counted once although two studies hold them ("" when none)."""
+    if not len(dropped):
+        return ""
+    pairs = "; ".join(
+        f"{len(g)} of {study} (kept in {kept})" for (study, kept), g in dropped.groupby(["study", "duplicate_of"])
+    )
+    return (
+        f"each trial counted once: {len(dropped)} duplicate trial{'s' if len(dropped) != 1 else ''} (the same run "
+        f"configuration and seed in two studies) dropped: {pairs}"
+    )

@@ -16,12 +16,15 @@ from splicemix.results import CONVERGENCE_MIN_GAIN, CONVERGENCE_WINDOW, cfg_colu
 
 from ..load import COMPLETED, EPOCHS_FORM, NOT_PRETRAINED, completed
 from ..prose import budget_text, form_label, level_text, levels_text, method_name
+from ..stats import fmt_ci, holm_tables, paired_diff
 
 __all__ = [
     "Answer",
     "SPACES",
     "FACTORS",
     "PAPER_RATIO",
+    "SEARCH_STUDIES",
+    "controlled",
     "grid_spec",
     "parse_grid",
     "varying",
@@ -34,6 +37,9 @@ __all__ = [
     "convergence_counts",
     "not_converged_change",
     "length_text",
+    "PAPER_GAINS",
+    "direction_word",
+    "paper_direction",
 ]
 
 #: the search space that answers each question
@@ -41,6 +47,10 @@ SPACES = {
     "q1": "search_spaces/grid_scaling.yaml",
     "q2": "search_spaces/ratio_data.yaml",
     "q3": "search_spaces/cl_vit.yaml",
+    "q1_drops": "search_spaces/drops.yaml",
+    "q3_weight": "search_spaces/cl_weight.yaml",
+    "methods": "search_spaces/methods.yaml",
+    "tuned": "search_spaces/tuned.yaml (the search), then search_spaces/tuned_confirm.yaml (the confirmation)",
     "claims": "search_spaces/ratio.yaml (ratio 0 is the baseline) or search_spaces/cl_vit.yaml",
 }
 #: configuration aliases that define a condition, in the order they are restricted (``budget``: the
@@ -59,6 +69,9 @@ FACTORS = [
     "grid",
     "cl_weight",
 ]
+#: studies whose configurations a search (TPE + ASHA) chose, one seed each: they answer only the tuned question,
+#: never a question that compares the levels of a factor (``pick_study``) nor the claims
+SEARCH_STUDIES = ("tuned",)
 #: the paper's mixed ratio |B'|/|B| (both presets'): the level an answer prefers when a study varies the ratio
 PAPER_RATIO = DEFAULT_MIXED_RATIO
 _MIX_ONLY = {"method", "ratio", "grid"}  # meaningless for a baseline (no mixing) trial
@@ -77,7 +90,8 @@ class Answer:
     ``changes`` what would change it. ``answerable`` is False when the data cannot answer;
     ``partial`` when they answer only part of the question. ``key_results`` are the results two
     forms of the runs' length are compared on (``{"best grid": "2x2"}``), besides the signs of the
-    resolved contrasts in ``tables``. An answer for one form has ``form`` (its ``budget`` value)
+    resolved contrasts in ``tables``. ``paper`` says whether the answer's trials go the paper's
+    direction (:func:`paper_direction`). An answer for one form has ``form`` (its ``budget`` value)
     and ``form_label`` ("at equal epochs (12)"); an answer over several forms has them in
     ``forms`` and says whether they agree in ``agreement`` (:mod:`.forms`)."""
 
@@ -99,6 +113,7 @@ class Answer:
     form_label: str = ""
     forms: list[Answer] = field(default_factory=list)
     agreement: str = ""
+    paper: str = ""
 
     def __str__(self) -> str:
         return f"{self.title}: {self.verdict}"
@@ -161,11 +176,16 @@ def restrict(d: pd.DataFrame, keep: Iterable[str], prefer: dict[str, Any]) -> tu
     return d, notes
 
 
+def controlled(df: pd.DataFrame) -> pd.DataFrame:
+    """The trials of ``df`` outside :data:`SEARCH_STUDIES` (the studies whose factors were set by a grid)."""
+    return df[~df["study"].isin(SEARCH_STUDIES)]
+
+
 def pick_study(df: pd.DataFrame, score: Callable[[pd.DataFrame], tuple | None]) -> tuple[str | None, list[str]]:
     """The study whose completed trials score highest (``score`` returns None when it cannot answer),
-    and the other studies that could."""
+    and the other studies that could; a search study (:data:`SEARCH_STUDIES`) is never picked."""
     scored = []
-    for name, g in completed(df).groupby("study", sort=True):
+    for name, g in completed(controlled(df)).groupby("study", sort=True):
         s = score(g)
         if s is not None:
             scored.append((s, len(g), name))
@@ -309,3 +329,64 @@ def common_changes(d: pd.DataFrame) -> list[str]:
     ]
     change = not_converged_change(d)
     return out + ([change] if change else [])
+
+
+#: the paper's gains on MS-COCO (ResNet-101, 448 px), mAP points: (treatment, control) -> gain
+PAPER_GAINS = {("splicemix", "baseline"): 1.4, ("splicemix_cl", "splicemix"): 0.5}
+_PAPER_TEXT = "SpliceMix +1.4 mAP over the baseline and SpliceMix-CL +0.5 over SpliceMix on MS-COCO"
+_PAIR_CELL = ["study", "model", "n_train", "imbalance", "budget", "pretrained", "epochs"]
+
+
+def direction_word(mean: float, resolved: bool, paper: float) -> str:
+    """How a difference compares with the paper's direction: agrees / disagrees, resolved or not."""
+    same = (mean > 0) == (paper > 0) and mean != 0
+    if resolved:
+        return "agrees (resolved, the paper's direction)" if same else "disagrees (resolved, the opposite direction)"
+    return "not resolved (the paper's direction)" if same else "not resolved (the opposite direction)"
+
+
+def _headline(d: pd.DataFrame) -> pd.DataFrame:
+    """The trials at the paper's setting where tested: mixed ratio 0.25 and the default grids (baselines kept)."""
+    mix = d["arm"] != "baseline"
+    for col, want in (("ratio", PAPER_RATIO), ("grid", "default")):
+        if col in d.columns and (d.loc[mix, col] == want).any():
+            d = d[~mix | (d[col] == want)]
+            mix = d["arm"] != "baseline"
+    return d
+
+
+def paper_direction(d: pd.DataFrame, level: float = 0.95) -> str:
+    """Whether the trials ``d`` go the paper's direction: SpliceMix − baseline and SpliceMix-CL − SpliceMix,
+    seed-paired within a cell (study, model, data, length, weights), at the paper's setting where tested."""
+    if not len(d) or "arm" not in d.columns:
+        return ""
+    h = _headline(d)
+    keys = [k for k in _PAIR_CELL if k in h.columns and h[k].notna().all()]
+    pairs = list(PAPER_GAINS.items())
+    tables = holm_tables([paired_diff(h, keys, t, c, "mAP", factor="arm", level=level) for (t, c), _ in pairs], level)
+    parts = []
+    for ((treat, control), gain), t in zip(pairs, tables, strict=True):
+        if not len(t):
+            continue
+        words = [direction_word(r["mean"], bool(r["resolved"]), gain) for _, r in t.iterrows()]
+        what = f"{method_name(treat)} − {method_name(control)}"
+        if len(t) == 1:
+            r = t.iloc[0]
+            parts.append(f"{what} {fmt_ci(r['mean'], r['lo'], r['hi'], sign=True)} (paper {gain:+g}): {words[0]}")
+        else:
+            agree = sum(w.startswith("agrees") for w in words)
+            against = sum(w.startswith("disagrees") for w in words)
+            parts.append(
+                f"{what} over {len(t)} cells, mean differences {t['mean'].min():+.2f} to {t['mean'].max():+.2f} "
+                f"(paper {gain:+g}): agrees (resolved) in {agree}, disagrees (resolved) in {against}, "
+                f"unresolved in {len(t) - agree - against}"
+            )
+    if not parts:
+        return (
+            f"This answer's trials hold no seed-paired baseline / SpliceMix / SpliceMix-CL comparison, so they do "
+            f"not test the paper's direction ({_PAPER_TEXT})."
+        )
+    return (
+        f"The paper: {_PAPER_TEXT}. Here ({length_text(d)}, {_weights_text(d)}; resolved after Holm over these "
+        f"{int(next(t['holm_m'].iloc[0] for t in tables if len(t)))} contrasts): " + "; ".join(parts) + "."
+    )

@@ -22,7 +22,24 @@ from .common import Answer, conditions
 __all__ = ["by_form", "agreement", "contrast_signs", "form_slug"]
 
 #: columns of a contrast table that are its numbers, not what it compares
-_STATS = {"mean", "sd", "n", "lo", "hi", "treat_mean", "control_mean", "p", "resolved", "method", "headline"}
+_STATS = {
+    "mean",
+    "sd",
+    "n",
+    "lo",
+    "hi",
+    "treat_mean",
+    "control_mean",
+    "p",
+    "resolved",
+    "method",
+    "headline",
+    "p_holm",
+    "resolved_raw",
+    "holm_m",
+    "paper",
+    "direction",
+}
 _LIMIT = 3  # differences named in the agreement sentence
 
 

@@ -11,9 +11,19 @@ import pandas as pd
 from splicemix.results import cfg_column
 
 from ..load import completed
-from ..prose import diff_text, levels_text, unresolved_hints
-from ..stats import CI, ArgmaxResult, argmax_ci, fmt_ci, fmt_num, mean_ci, paired_diff, summarize
-from .common import PAPER_RATIO, Answer, cannot, common_changes, conditions, grid_spec, pick_study, restrict
+from ..prose import diff_text, holm_sentence, levels_text, unresolved_hints
+from ..stats import CI, ArgmaxResult, argmax_ci, fmt_ci, fmt_num, holm_tables, mean_ci, paired_diff, summarize
+from .common import (
+    PAPER_RATIO,
+    Answer,
+    cannot,
+    common_changes,
+    conditions,
+    grid_spec,
+    paper_direction,
+    pick_study,
+    restrict,
+)
 
 __all__ = ["TITLE", "TEXT", "q1_grid_scaling"]
 
@@ -36,20 +46,34 @@ class _Evidence:
     ref: str
     vs_ref: pd.DataFrame
     orient: pd.DataFrame
+    transposed: pd.DataFrame
     best: ArgmaxResult
+
+
+def _whole(x: object) -> bool:
+    """An RxC grid that drops no cell (the grids Q1's scaling compares; drops are :mod:`.q1_drops`')."""
+    spec = grid_spec(x)
+    return spec is not None and spec.drop == 0
 
 
 def _score(g: pd.DataFrame) -> tuple | None:
     mix = g[g["arm"] != "baseline"]
-    grids = {x for x in mix["grid"].dropna().unique() if grid_spec(x) is not None}
+    grids = {x for x in mix["grid"].dropna().unique() if _whole(x)}
     return (len(grids),) if len(grids) >= 2 else None
 
 
 def _grid_trials(df: pd.DataFrame, study: str) -> tuple[pd.DataFrame, list[str]]:
-    """The study's completed mixing trials with an RxC grid, other factors held, with rows / cols / cells."""
+    """The study's completed mixing trials with an RxC grid dropping no cell, other factors held, with
+    rows / cols / cells."""
     d = completed(df[df["study"] == study])
     d = d[(d["arm"] != "baseline") & d["grid"].map(lambda x: grid_spec(x) is not None)].copy()
+    if (~d["grid"].map(_whole)).any():
+        d = d[d["grid"].map(_whole)]
+        notes_drop = ["grids that drop cells (RxC-D) are left out here: the drops answer compares them"]
+    else:
+        notes_drop = []
     d, notes = restrict(d, keep={"grid"}, prefer={"ratio": PAPER_RATIO, "method": "splicemix"})
+    notes = notes_drop + notes
     specs = d["grid"].map(grid_spec)
     d["rows"] = specs.map(lambda s: s.rows)
     d["cols"] = specs.map(lambda s: s.cols)
@@ -80,6 +104,7 @@ def _evidence(d: pd.DataFrame, level: float, n_boot: int, seed: int) -> _Evidenc
     ref = "2x2" if "2x2" in grids else d["grid"].value_counts().idxmax()
     vs = [paired_diff(d, None, g, ref, "mAP", factor="grid", level=level) for g in grids if g != ref]
     vs_ref = pd.concat(vs, ignore_index=True) if vs else pd.DataFrame()
+    vs_ref, transposed = holm_tables([vs_ref, _transposed(d, grids, level)], level)
     orient = vs_ref[vs_ref["treat"].isin(ORIENTATIONS)] if len(vs_ref) and ref == "2x2" else pd.DataFrame()
     return _Evidence(
         by_grid,
@@ -89,8 +114,22 @@ def _evidence(d: pd.DataFrame, level: float, n_boot: int, seed: int) -> _Evidenc
         ref,
         vs_ref,
         orient,
+        transposed,
         argmax_ci(d, "grid", "mAP", level=level, n_boot=n_boot, seed=seed),
     )
+
+
+def _transposed(d: pd.DataFrame, grids: list[str], level: float) -> pd.DataFrame:
+    """Orientation at the same cells: every tested CxR − RxC (R < C: ``4x1 − 1x4``, ``3x2 − 2x3``), seed-paired."""
+    specs = {g: grid_spec(g) for g in grids}
+    pairs = [
+        (t, g)
+        for g, s in specs.items()
+        for t, u in specs.items()
+        if s is not None and u is not None and s.rows < s.cols and (u.rows, u.cols) == (s.cols, s.rows)
+    ]
+    out = [paired_diff(d, None, t, g, "mAP", factor="grid", level=level) for t, g in pairs]
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
 def _trend_text(slope: CI) -> str:
@@ -111,7 +150,7 @@ def _trend_text(slope: CI) -> str:
     )
 
 
-def _verdict(e: _Evidence, d: pd.DataFrame, n_boot: int) -> str:
+def _verdict(e: _Evidence, d: pd.DataFrame, n_boot: int, level: float) -> str:
     bs = levels_text(d.get(cfg_column("train.batch_size"), pd.Series(dtype=float)))
     cells_txt = "; ".join(f"{int(r.cells)} cells {fmt_ci(r.mean, r.lo, r.hi)}" for r in e.by_cells.itertuples())
     b = e.best.table.iloc[0]
@@ -129,10 +168,17 @@ def _verdict(e: _Evidence, d: pd.DataFrame, n_boot: int) -> str:
         )
     else:
         orient_txt = "Orientation (1x4 vs 2x2 vs 4x1) was not tested in this study."
+    if len(e.transposed):
+        orient_txt += (
+            " Transposed grids, seed-paired: "
+            + "; ".join(f"{r['treat']} − {r['control']} {diff_text(r)}" for _, r in e.transposed.iterrows())
+            + "."
+        )
     return (
         f"At a constant number of mixed images (ratio {levels_text(d['ratio'])} of the batch of {bs}), "
-        f"{_trend_text(e.slope)}. Mean mAP by number of cells: {cells_txt}. {best_txt}. {orient_txt}"
-    )
+        f"{_trend_text(e.slope)}. Mean mAP by number of cells: {cells_txt}. {best_txt}. {orient_txt} "
+        + holm_sentence([e.vs_ref, e.transposed], level)
+    ).rstrip()
 
 
 def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
@@ -166,7 +212,7 @@ def q1_grid_scaling(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, s
         TITLE,
         TEXT,
         True,
-        _verdict(e, d, n_boot),
+        _verdict(e, d, n_boot, level),
         study,
         partial=len(e.orient) == 0,
         bullets=bullets,
@@ -175,12 +221,14 @@ def q1_grid_scaling(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, s
             "by_cells": e.by_cells,
             "trend": e.trend,
             "vs_ref": e.vs_ref,
+            "transposed": e.transposed,
             "best": e.best.freq,
         },
         conditions=conditions(df, d),
         changes=_changes(e, d, level),
         notes=notes + e.best.notes,
         data=d,
+        paper=paper_direction(d, level),
         key_results={
             "best grid": str(e.best.table.iloc[0]["best"]),
             "trend with the number of cells": _trend_word(e.slope),

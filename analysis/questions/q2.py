@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ..load import EPOCHS_FORM, completed
-from ..prose import level_text, levels_text, unresolved_hints
-from ..stats import ArgmaxResult, argmax_ci, fmt_ci, fmt_num, paired_diff, quad_vertex, summarize
+from ..prose import holm_sentence, level_text, levels_text, unresolved_hints
+from ..stats import ArgmaxResult, argmax_ci, fmt_ci, fmt_num, holm_tables, paired_diff, quad_vertex, summarize
 from .common import (
     SPACES,
     Answer,
@@ -19,6 +19,7 @@ from .common import (
     conditions,
     convergence_counts,
     length_text,
+    paper_direction,
     pick_study,
     restrict,
     varying,
@@ -82,6 +83,7 @@ def _evidence(d: pd.DataFrame, level: float, n_boot: int, seed: int) -> _Evidenc
         else []
     )
     vs_zero = pd.concat(vs, ignore_index=True).sort_values(CELL + ["treat"]) if vs else pd.DataFrame()
+    (vs_zero,) = holm_tables([vs_zero], level)
     return _Evidence(by_ratio, best, vertex, vs_zero)
 
 
@@ -221,6 +223,7 @@ def q2_ratio_by_data(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, 
         notes.append("ratio 0 (no mixing) was not tested: no comparison with no mixing")
     partial = not ({"n_train", "imbalance"} & varying(d))
     verdict = f"{_head(e.best.table, levels_text(d['ratio']), partial)} {_resolve_text(e.vs_zero)}"
+    verdict = f"{verdict} {holm_sentence([e.vs_zero], level)}".rstrip()
     return Answer(
         "q2",
         TITLE,
@@ -241,6 +244,7 @@ def q2_ratio_by_data(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, 
         changes=_changes(e, d, level),
         notes=notes + e.best.notes,
         data=d,
+        paper=paper_direction(d, level),
         key_results={
             f"best ratio at {_cell_name(r['n_train'], r['imbalance'])}": level_text(r["best"])
             for _, r in e.best.table.iterrows()

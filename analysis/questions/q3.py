@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from ..load import completed
-from ..prose import diff_text, levels_text, unresolved_hints
-from ..stats import diff_ci, fmt_ci, mean_ci, paired_diff, paired_values, summarize
+from ..prose import diff_text, holm_sentence, holm_word, levels_text, unresolved_hints
+from ..stats import diff_ci, fmt_ci, holm_tables, mean_ci, paired_diff, paired_values, summarize
 from .common import (
     PAPER_RATIO,
     SPACES,
@@ -19,6 +20,7 @@ from .common import (
     common_changes,
     conditions,
     convergence_counts,
+    paper_direction,
     pick_study,
     restrict,
 )
@@ -30,7 +32,7 @@ TEXT = (
     "Is the gain of SpliceMix-CL over SpliceMix (and of SpliceMix over the baseline) as large on a "
     "Vision Transformer as on a CNN?"
 )
-_INTERACTION = ["vit", "cnn", "mean", "sd", "n", "lo", "hi", "method", "resolved"]
+_INTERACTION = ["vit", "cnn", "mean", "sd", "n", "lo", "hi", "method", "p", "resolved"]
 
 
 @dataclass
@@ -67,9 +69,11 @@ def _interaction(d: pd.DataFrame, vits: list[str], cnns: list[str], level: float
             b = pv[pv["model"] == c].set_index("seed")["diff"]
             common = a.index.intersection(b.index)
             if len(common) >= 2:
-                ci, how = mean_ci((a[common] - b[common]).to_numpy(), level), "paired by seed"
+                x = (a[common] - b[common]).to_numpy()
+                ci, how, p = mean_ci(x, level), "paired by seed", _p_one(x)
             else:
                 ci, how = diff_ci(a.to_numpy(), b.to_numpy(), level), "Welch (seeds not shared)"
+                p = _p_welch(a.to_numpy(), b.to_numpy())
             rows.append(
                 {
                     "vit": v,
@@ -80,21 +84,38 @@ def _interaction(d: pd.DataFrame, vits: list[str], cnns: list[str], level: float
                     "lo": ci.lo,
                     "hi": ci.hi,
                     "method": how,
+                    "p": p,
                     "resolved": ci.resolved,
                 }
             )
     return pd.DataFrame(rows, columns=_INTERACTION)
 
 
+def _p_one(x: np.ndarray) -> float:
+    """Two-sided one-sample t-test p-value of mean 0 (NaN below 2 values; 0 or 1 without spread)."""
+    if len(x) < 2:
+        return float("nan")
+    if np.std(x) == 0:
+        return 1.0 if np.mean(x) == 0 else 0.0
+    return float(sps.ttest_1samp(x, 0.0).pvalue)
+
+
+def _p_welch(a: np.ndarray, b: np.ndarray) -> float:
+    """Welch's two-sided p-value (NaN when a side has fewer than 2 values)."""
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    return float(sps.ttest_ind(a, b, equal_var=False).pvalue)
+
+
 def _evidence(d: pd.DataFrame, level: float) -> _Evidence:
+    """The gains per model and their ViT − CNN difference, Holm-corrected together (one family)."""
     cl_gain = paired_diff(d, "model", "splicemix_cl", "splicemix", "mAP", factor="arm", level=level)
     mix_gain = paired_diff(d, "model", "splicemix", "baseline", "mAP", factor="arm", level=level)
     models = list(cl_gain["model"])
     vits = [m for m in models if is_vit(m)]
     cnns = [m for m in models if not is_vit(m)]
-    return _Evidence(
-        summarize(d, ["model", "arm"], "mAP", level), cl_gain, mix_gain, _interaction(d, vits, cnns, level), vits, cnns
-    )
+    cl_gain, mix_gain, inter = holm_tables([cl_gain, mix_gain, _interaction(d, vits, cnns, level)], level)
+    return _Evidence(summarize(d, ["model", "arm"], "mAP", level), cl_gain, mix_gain, inter, vits, cnns)
 
 
 def _gain_line(tab: pd.DataFrame, what: str) -> str:
@@ -104,10 +125,12 @@ def _gain_line(tab: pd.DataFrame, what: str) -> str:
 
 
 def _effect(r: pd.Series) -> str:
-    """What CL does to a model, by its gain's interval: helps / hurts / has no resolved effect on."""
+    """What CL does to a model, by its gain's (Holm-corrected) resolution: helps / hurts / has no resolved effect on."""
     if not (np.isfinite(r["lo"]) and np.isfinite(r["hi"])):
         return "has no interval"
-    return "helps" if r["lo"] > 0 else ("hurts" if r["hi"] < 0 else "has no resolved effect on")
+    if not r["resolved"]:
+        return "has no resolved effect on"
+    return "helps" if r["mean"] > 0 else "hurts"
 
 
 def _compared_verdict(e: _Evidence, mix_line: str) -> str:
@@ -124,12 +147,12 @@ def _compared_verdict(e: _Evidence, mix_line: str) -> str:
     if it["resolved"]:
         verdict += (
             f"The CL gain is {'larger' if it['mean'] > 0 else 'smaller'} on the ViT than on the CNN: "
-            f"difference of gains ({v} − {c}) {itxt} mAP points ({it['method']}; resolved)."
+            f"difference of gains ({v} − {c}) {itxt} mAP points ({it['method']}; {holm_word(it)})."
         )
     elif np.isfinite(it["lo"]):
         verdict += (
             f"The data do not resolve whether the CL gain differs between them: difference of gains "
-            f"({v} − {c}) {itxt} mAP points ({it['method']}; the interval includes 0)."
+            f"({v} − {c}) {itxt} mAP points ({it['method']}; {holm_word(it)})."
         )
     else:
         verdict += f"The difference of gains ({v} − {c}) is {itxt} mAP points, with no interval."
@@ -198,6 +221,7 @@ def q3_cl_vit(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, seed: i
     bullets = [_gain_line(e.cl_gain, "SpliceMix-CL − SpliceMix"), _gain_line(e.mix_gain, "SpliceMix − baseline")]
     partial = not (e.vits and e.cnns)
     verdict = _one_kind_verdict(e, bullets[0]) if partial else _compared_verdict(e, bullets[1])
+    verdict = f"{verdict} {holm_sentence([e.cl_gain, e.mix_gain, e.interaction], level)}".rstrip()
     return Answer(
         "q3",
         TITLE,
@@ -212,4 +236,5 @@ def q3_cl_vit(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, seed: i
         changes=_changes(e, d, level),
         notes=notes,
         data=d,
+        paper=paper_direction(d, level),
     )
