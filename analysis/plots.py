@@ -40,8 +40,11 @@ from .questions import (  # noqa: E402
     q1_grid_scaling,
     q2_ratio_by_data,
     q3_cl_vit,
+    q3_cl_weight,
+    tuned_answer,
 )
 from .questions.common import PAPER_RATIO, length_text  # noqa: E402
+from .questions.tuned import ARMS, SEARCH  # noqa: E402
 from .stats import mean_ci, paired_values, plateau_table  # noqa: E402
 
 __all__ = [
@@ -54,6 +57,8 @@ __all__ = [
     "fig_learning_curves",
     "fig_drops",
     "fig_methods",
+    "fig_cl_weight",
+    "fig_tuned",
     "save",
     "MAP_LABEL",
     "GAIN_LABEL",
@@ -399,6 +404,122 @@ def fig_methods(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
     axes[1].axhline(0, color="0.2", lw=1, ls="--")
     axes[1].set(xlabel="method", ylabel=GAIN_LABEL, title="difference from the baseline (same seed)")
     return _finish(fig, f"Methods beside the paper ({_setting(d)})", _ci_note(level) + "; crosses: the paper's")
+
+
+def _mark_best(ax: plt.Axes, best: pd.Series, labels: list[str]) -> None:
+    """A star on the best level's mean (``best``: a row of :func:`analysis.stats.argmax_ci`'s table)."""
+    freq = f", the argmax in {best['freq_best']:.0%} of seed resamples" if np.isfinite(best["freq_best"]) else ""
+    star = ax.plot(
+        labels.index(_lv(best["best"])),
+        best["best_mean"],
+        marker="*",
+        markersize=15,
+        color="gold",
+        markeredgecolor="0.1",
+        linestyle="none",
+        zorder=6,
+        label=f"best weight {_lv(best['best'])}{freq}",
+    )
+    ax.legend(handles=star, fontsize="x-small", loc="lower center")
+
+
+def _weight_gains(ax: plt.Axes, a: Answer, d: pd.DataFrame, models: list[str], colours: list, level: float) -> None:
+    """Each weight's seed-paired gain over weight 0 per model, the ViT − CNN difference of gains as text."""
+    weights = [w for w in sorted(d["cl_weight"].unique()) if w != 0]
+    gains = pd.concat(
+        [paired_values(d, "model", w, 0.0, "mAP", factor="cl_weight").assign(w=_lv(w)) for w in weights],
+        ignore_index=True,
+    )
+    order = [_lv(w) for w in weights]
+    _dots_ci(
+        ax, gains, "w", "diff", hue="model", order=order, hue_order=models, level=level, palette=colours, join=True
+    )
+    ax.axhline(0, color="0.2", lw=1, ls="--")
+    ax.set(xlabel="consistency weight", ylabel=GAIN_LABEL, title="gain over weight 0 (same seed)")
+    ax.legend(title="model", fontsize="x-small", loc="best")
+    gap = a.tables.get("vit_vs_cnn", pd.DataFrame())
+    txt = "\n".join(
+        f"w {_lv(r['weight'])}: {r['treat']} − {r['control']} {r['mean']:+.2f} [{r['lo']:+.2f}, {r['hi']:+.2f}]"
+        + (" *" if r["resolved"] else "")
+        for _, r in gap.iterrows()
+    )
+    if txt:
+        ax.text(0.02, 0.02, "ViT gain − CNN gain:\n" + txt, transform=ax.transAxes, fontsize="xx-small", color="0.25")
+
+
+def fig_cl_weight(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
+    """Q3 weight: mAP vs the SpliceMix-CL consistency weight, one panel per model (mean and interval over
+    seeds, the best weight starred), and every weight's seed-paired gain over weight 0 per model with the
+    ViT − CNN difference of gains (* resolved after Holm)."""
+    set_style()
+    a, d = _answer(data, q3_cl_weight, level)
+    models = sorted(d["model"].unique())
+    colours = sns.color_palette("colorblind", len(models))
+    labels = [_lv(w) for w in sorted(d["cl_weight"].unique())]
+    d["w"] = d["cl_weight"].map(_lv)
+    gains = bool(len(a.tables["vs_zero"]))
+    fig, axes = plt.subplots(1, len(models) + gains, figsize=(4.4 * (len(models) + gains) + 0.4, 4), squeeze=False)
+    best = a.tables["best"].set_index("model")
+    for ax, m, colour in zip(axes[0], models, colours, strict=False):
+        _dots_ci(
+            ax, d[d["model"] == m], "w", "mAP", hue="model", order=labels, level=level, palette=[colour], join=True
+        )
+        ax.set(xlabel="consistency weight (0 = no consistency loss)", ylabel=MAP_LABEL, title=m)
+        _mark_best(ax, best.loc[m], labels)
+    if gains:
+        _weight_gains(axes[0, -1], a, d, models, colours, level)
+    return _finish(
+        fig,
+        f"SpliceMix-CL: the consistency weight per model ({_setting(d)})",
+        _ci_note(level) + "; star: the best weight; *: the difference of gains resolved after Holm",
+    )
+
+
+def _search_panel(ax: plt.Axes, t: pd.DataFrame) -> None:
+    """The search's trials: mAP at the last epoch each reached vs the epochs it ran, the stopped ones marked."""
+    t = t.assign(x=t["epochs_run"] + np.random.default_rng(0).uniform(-0.15, 0.15, len(t)))
+    markers = {"completed": "o", "stopped": "X"}
+    sns.scatterplot(data=t, x="x", y="mAP", hue="status", style="status", markers=markers, ax=ax, s=40, alpha=0.8)
+    top = t[t["status"] == "completed"].nlargest(1, "mAP")
+    if len(top):
+        ax.plot(top["x"], top["mAP"], marker="*", markersize=16, color="gold", markeredgecolor="0.1", ls="none")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    stopped = int((t["status"] == "stopped").sum())
+    ax.set(
+        xlabel="epochs run",
+        ylabel=f"{MAP_LABEL} at the last epoch reached",
+        title=f"the search ({SEARCH}): {len(t)} trials, {stopped} stopped early",
+    )
+    ax.legend(title="trial (star: best completed)", fontsize="x-small", title_fontsize="x-small")
+
+
+def fig_tuned(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
+    """The tuned configuration: the confirmation's three arms (tuned, default preset, baseline) per seed
+    with their mean and interval, and the search's trials (mAP at the last epoch each reached vs the epochs
+    it ran, the ones ASHA stopped marked)."""
+    set_style()
+    a, d = _answer(data, tuned_answer, level)
+    c = d[d["tuned_arm"].notna()] if "tuned_arm" in d.columns else d.iloc[:0]
+    search = a.tables.get("search_trials", pd.DataFrame())
+    n = bool(len(c)) + bool(len(search))
+    if not n:
+        raise NoData("neither a confirmation arm nor a search trial with a final mAP")
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4), squeeze=False)
+    if len(c):
+        ax = axes[0, 0]
+        order = [x for x in ARMS if x in set(c["tuned_arm"])]
+        _dots_ci(ax, c, "tuned_arm", "mAP", order=order, level=level)
+        vs = a.tables.get("vs", pd.DataFrame())
+        txt = "\n".join(
+            f"{r['treat']} − {r['control']}: {r['mean']:+.2f} [{r['lo']:+.2f}, {r['hi']:+.2f}]"
+            for _, r in vs.iterrows()
+        )
+        ax.text(0.98, 0.98, txt, transform=ax.transAxes, fontsize="x-small", va="top", ha="right", color="0.25")
+        ax.set(xlabel="arm", ylabel=MAP_LABEL, title=f"confirmation: {c['seed'].nunique()} seeds")
+    if len(search):
+        _search_panel(axes[0, -1], search)
+    setting = _setting(c) if len(c) else _setting(d)
+    return _finish(fig, f"The tuned configuration ({setting})", _ci_note(level) + "; star: the search's best")
 
 
 def _primary(t: pd.DataFrame) -> tuple[str, str | None]:

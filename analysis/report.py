@@ -68,7 +68,9 @@ FIGURES = {
     "q2": ("q2_ratio_by_data", "fig_ratio_by_data"),
     "q3": ("q3_cl_gain", "fig_cl_gain"),
     "q1_drops": ("q1_drops", "fig_drops"),
+    "q3_weight": ("q3_cl_weight", "fig_cl_weight"),
     "methods": ("methods", "fig_methods"),
+    "tuned": ("tuned", "fig_tuned"),
     "claims_map": ("claims", "fig_claims"),
 }
 

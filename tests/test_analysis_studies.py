@@ -153,6 +153,29 @@ def test_cl_weight_answer_best_weight_per_model():
     assert "smallcnn" in a.paper and "agrees" in a.paper
 
 
+def test_cl_weight_vit_minus_cnn_gain_is_seed_paired():
+    df = _load("cl_weight")
+    a = q3_cl_weight(df, n_boot=50)
+    gap = a.tables["vit_vs_cnn"].set_index("weight")
+    assert list(gap.index) == [0.25, 0.5, 1.0, 2.0] and set(gap["method"]) == {"paired by seed"}
+    m = completed(df).pivot_table(index="seed", columns=["model", "cl_weight"], values="mAP")
+    for w in (0.5, 1.0):  # per seed (vit_w − vit_0) − (cnn_w − cnn_0), by hand
+        per_seed = (m[("vit_tiny", w)] - m[("vit_tiny", 0.0)]) - (m[("smallcnn", w)] - m[("smallcnn", 0.0)])
+        r = gap.loc[w]
+        assert r["treat"] == "vit_tiny" and r["control"] == "smallcnn" and r["n"] == 3
+        assert r["mean"] == pytest.approx(per_seed.mean()) and r["sd"] == pytest.approx(per_seed.std(ddof=1))
+        assert r["treat_mean"] == pytest.approx((m[("vit_tiny", w)] - m[("vit_tiny", 0.0)]).mean())
+    assert gap.loc[1.0, "mean"] == pytest.approx(-2.0, abs=0.4)  # built in: ViT +0 at weight 1, the CNN +2
+    assert int(gap["holm_m"].iloc[0]) == 12 == int(a.tables["vs_zero"]["holm_m"].iloc[0])  # one family
+    at_best = gap.loc[0.5]  # the ViT's best weight
+    word = ("more" if at_best["mean"] > 0 else "less") if at_best["resolved"] else "indistinguishably"
+    assert f"at weight 0.5 (vit_tiny's best) CL helps the ViT {word}" in a.verdict
+    unshared = df.assign(seed=df["seed"] + 10 * (df["model"] == "vit_tiny"))  # no seed in common: Welch
+    w = q3_cl_weight(unshared, n_boot=50).tables["vit_vs_cnn"].set_index("weight").loc[1.0]
+    assert w["method"].startswith("Welch") and w["mean"] == pytest.approx(gap.loc[1.0, "mean"])
+    assert q3_cl_weight(df[df["model"] == "smallcnn"], n_boot=50).partial  # one kind of model: no comparison
+
+
 def test_methods_table_beside_the_paper():
     a = methods_table(_load("methods", "cl_vit"), n_boot=50)
     assert a.answerable and a.study == "methods" and not a.partial
@@ -238,6 +261,9 @@ def test_report_on_every_fixture_study(tmp_path):
     k = sum(convergence(g.to_dict("records")).converged for _, g in h.groupby("trial_id"))
     assert f"`ratio`: converged: {k} of 12 trials (by the trainer's rule on the per-epoch mAP" in md
     assert (tmp_path / "figures" / "learning_curves_ratio_converged.png").is_file()
+    for fig in ("q3_cl_weight", "tuned"):  # the CL weight's and the tuned answer's figures, linked from answers.md
+        assert (tmp_path / "figures" / f"{fig}.png").is_file() and (tmp_path / "figures" / f"{fig}.svg").is_file()
+        assert f"](figures/{fig}.png)" in md
     conv = pd.read_csv(tmp_path / "tables" / "convergence.csv")
     assert {"study", "condition", "converged", "plateau_epoch"} <= set(conv.columns)
     assert conv["plateau_epoch"].notna().all()

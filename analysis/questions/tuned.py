@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..load import STOPPED, completed, key_text, run_columns
+from ..load import COMPLETED, STOPPED, completed, key_text, run_columns
 from ..prose import diff_text, holm_sentence, level_text, levels_text
 from ..stats import fmt_num, holm_tables, paired_diff, summarize
 from .common import (
@@ -24,7 +24,7 @@ from .common import (
     length_text,
 )
 
-__all__ = ["TITLE", "TEXT", "SEARCH", "CONFIRM", "ARMS", "tuned_answer", "search_best", "confirm_arms"]
+__all__ = ["TITLE", "TEXT", "SEARCH", "CONFIRM", "ARMS", "tuned_answer", "search_best", "search_trials", "confirm_arms"]
 
 TITLE = "The tuned configuration vs the default preset and the baseline"
 TEXT = (
@@ -61,6 +61,14 @@ def search_best(df: pd.DataFrame) -> tuple[pd.Series | None, list[str], str]:
         f"optimistic: the confirmation below is the estimate)."
     )
     return best, cols, text
+
+
+def search_trials(s: pd.DataFrame) -> pd.DataFrame:
+    """The search's completed and ASHA-stopped trials: how many epochs each ran (``epochs_run``) and its
+    mAP at the last epoch it reached, best first."""
+    ran = s["epochs_run"] if "epochs_run" in s.columns else s["epochs"]
+    t = s.assign(epochs_run=ran)[["trial_id", "status", "seed", "epochs_run", "mAP"]]
+    return t[t["mAP"].notna() & t["status"].isin([COMPLETED, STOPPED])].sort_values("mAP", ascending=False)
 
 
 def _preset_score(g: pd.DataFrame) -> int:
@@ -109,7 +117,8 @@ def tuned_answer(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, seed
     """The search's best configuration and the confirmation's seed-paired tuned − baseline, tuned − default
     preset and default preset − baseline (Holm over the three). Partial with only one of the two studies.
 
-    Tables: ``search_top`` (the search's five best completed trials), ``by_arm``, ``vs``.
+    Tables: ``search_top`` (the search's five best completed trials), ``search_trials`` (every completed or
+    stopped search trial: epochs run, mAP at its last epoch), ``by_arm``, ``vs``.
     """
     best, cols, search_text = search_best(df)
     c = completed(df[df["study"] == CONFIRM]).copy()
@@ -120,6 +129,7 @@ def tuned_answer(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, seed
     s = completed(df[df["study"] == SEARCH])
     if len(s):
         tables["search_top"] = s.nlargest(5, "mAP")[["trial_id", "seed", "epochs", "mAP", *cols]]
+        tables["search_trials"] = search_trials(df[df["study"] == SEARCH])
     verdict, paper, used = search_text, "", s
     if len(c):
         c["tuned_arm"] = confirm_arms(c, best, cols)
