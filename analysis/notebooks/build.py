@@ -219,7 +219,7 @@ def _new_notebooks(ok: str) -> dict[str, nbformat.NotebookNode]:
             ["cl_weight"],
             "from analysis import q3_cl_weight\nanswer = q3_cl_weight(trials) if trials is not None else None",
             tables,
-            [],
+            [(ok, "fig_cl_weight", "answer")],
             "The best weight is the argmax of the seed means with a bootstrap over seeds; the gains over weight 0 "
             "are seed-paired and Holm-corrected together.",
         ),
@@ -242,7 +242,7 @@ def _new_notebooks(ok: str) -> dict[str, nbformat.NotebookNode]:
             ["tuned", "tuned_confirm"],
             "from analysis import tuned_answer\nanswer = tuned_answer(trials) if trials is not None else None",
             tables,
-            [],
+            [(ok, "fig_tuned", "answer")],
             "The search's best completed trial is one seed's best of many (optimistic); the confirmation's "
             "seed-paired differences, Holm-corrected over the three, are the estimate.",
         ),
