@@ -38,6 +38,7 @@ from .questions import (  # noqa: E402
     methods_table,
     q1_drops,
     q1_grid_scaling,
+    q2_main_ratio,
     q2_ratio_by_data,
     q3_cl_vit,
     q3_cl_weight,
@@ -52,6 +53,7 @@ __all__ = [
     "set_style",
     "fig_grid_scaling",
     "fig_ratio_by_data",
+    "fig_ratio_main",
     "fig_cl_gain",
     "fig_claims",
     "fig_learning_curves",
@@ -248,6 +250,37 @@ def fig_ratio_by_data(data: pd.DataFrame | Answer, level: float = 0.95) -> Figur
         f"mAP vs mixed ratio by training-set size and imbalance ({_setting(d)})",
         _ci_note(level) + "; best ratio: share of seed resamples in which it wins",
     )
+
+
+def fig_ratio_main(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:
+    """Q2 on the main job's data set: mAP per mixed ratio, and each ratio's seed-paired difference from ratio 0."""
+    set_style()
+    a, d = _answer(data, q2_main_ratio, level)
+    order = sorted(d["ratio"].unique())
+    labels = [_lv(r) for r in order]
+    d["ratio_lab"] = d["ratio"].map(_lv)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    _dots_ci(axes[0], d, "ratio_lab", "mAP", order=labels, level=level, join=True)
+    best = a.tables["best"].iloc[0]
+    share = f" (wins {best['freq_best']:.0%} of seed resamples)" if np.isfinite(best["freq_best"]) else ""
+    axes[0].set(
+        xlabel="mixed-to-regular ratio |B'|/|B| (0 = no mixing)",
+        ylabel=MAP_LABEL,
+        title=f"best {_lv(best['best'])}{share}",
+    )
+    diffs = pd.concat(
+        [paired_values(d, None, r, 0.0, "mAP", factor="ratio").assign(ratio_lab=_lv(r)) for r in order if r != 0],
+        ignore_index=True,
+    )
+    if len(diffs):
+        _dots_ci(axes[1], diffs, "ratio_lab", "diff", order=labels[1:], level=level)
+    axes[1].axhline(0, color="0.2", lw=1, ls="--")
+    axes[1].set(
+        xlabel="mixed-to-regular ratio |B'|/|B|",
+        ylabel="mAP(ratio) − mAP(0) (points)",
+        title="seed-paired vs no mixing",
+    )
+    return _finish(fig, f"mAP vs the mixed ratio on the main job's data set ({_setting(d)})", _ci_note(level))
 
 
 def fig_cl_gain(data: pd.DataFrame | Answer, level: float = 0.95) -> Figure:

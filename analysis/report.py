@@ -62,10 +62,11 @@ __all__ = ["main", "build_parser", "write_report", "render_answers", "md_table",
 
 PROG = "python -m analysis.report"
 #: the open questions' answers, in the order of answers.md
-OPEN_QUESTIONS = ("q1", "q1_drops", "q2", "q3", "q3_weight")
+OPEN_QUESTIONS = ("q1", "q1_drops", "q2", "q2_main", "q3", "q3_weight")
 FIGURES = {
     "q1": ("q1_grid_scaling", "fig_grid_scaling"),
     "q2": ("q2_ratio_by_data", "fig_ratio_by_data"),
+    "q2_main": ("q2_main_ratio", "fig_ratio_main"),
     "q3": ("q3_cl_gain", "fig_cl_gain"),
     "q1_drops": ("q1_drops", "fig_drops"),
     "q3_weight": ("q3_cl_weight", "fig_cl_weight"),

@@ -29,6 +29,7 @@ from analysis import (  # noqa: E402
     mean_ci,
     paired_diff,
     q1_grid_scaling,
+    q2_main_ratio,
     q2_ratio_by_data,
     q3_cl_vit,
     quad_vertex,
@@ -354,6 +355,48 @@ def test_q2_one_data_cell_is_a_partial_answer():
     assert "ratio_data.yaml" in a.verdict and "cannot say" in a.verdict
 
 
+def _main_frame(study: str, converged: bool, seeds: int = 4, epochs: int = 12) -> pd.DataFrame:
+    """The main job's one data set: ratios 0 / 0.25 / 0.5 / 1 with the peak at 0.25 (+1 over no mixing),
+    0.5 at +0.6 and 1 at -1; every trial's convergence flag ``converged``."""
+    rng = np.random.default_rng(3)
+    gain = {0.0: 0.0, 0.25: 1.0, 0.5: 0.6, 1.0: -1.0}
+    rows = [
+        _raw(
+            seed=seed,
+            final_mAP=50 + gain[r] + seed + rng.normal(0, 0.05),
+            final_converged=converged,
+            **{"mix.mixed_ratio": r, "train.epochs": epochs},
+        )
+        for seed in range(seeds)
+        for r in gain
+    ]
+    return _frame(rows, study)
+
+
+def test_q2_main_best_ratio_and_contrasts():
+    a = q2_main_ratio(_main_frame("main", True), n_boot=200)
+    assert a.answerable and a.study == "main" and a.key_results == {"best ratio": "0.25"}
+    vz = a.tables["vs_zero"].set_index("treat")
+    assert vz.loc[0.25, "mean"] == pytest.approx(1.0, abs=0.1) and vz.loc[0.25, "resolved"]
+    assert vz.loc[1.0, "mean"] < 0 and vz.loc[1.0, "resolved"]
+    vb = a.tables["vs_best"].set_index("control")
+    assert set(vb.index) == {0.5, 1.0} and (vb["treat"] == 0.25).all() and vb.loc[0.5, "resolved"]
+    assert int(vz["holm_m"].iloc[0]) == 5 and "Holm-corrected within the question over 5 contrasts" in a.verdict
+    assert "beats no mixing (resolved) at 2 of 3 ratios and loses at 1" in a.verdict
+
+
+def test_q2_main_prefers_the_converged_one_data_set_study_over_the_data_grid_and_the_short_run():
+    df = pd.concat(
+        [_ratio_frame(), _main_frame("short", False, seeds=5), _main_frame("converged", True, seeds=3, epochs=64)],
+        ignore_index=True,
+    )
+    a = q2_main_ratio(df, n_boot=100)
+    assert a.study == "converged" and "short" in " ".join(a.notes) and "ratios" not in " ".join(a.notes)
+    assert q2_ratio_by_data(df, n_boot=100).study == "ratios"  # Q2 proper still takes the data grid
+    none = q2_main_ratio(_ratio_frame(), n_boot=100)  # only a study over several data cells
+    assert not none.answerable and "ratio_converged.yaml" in none.verdict
+
+
 def test_q3_cl_gain_and_interaction():
     a = q3_cl_vit(_cl_frame(), n_boot=100)
     assert a.answerable and not a.partial
@@ -406,6 +449,11 @@ def test_figure_labels_and_nodata(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths) and {p.suffix for p in paths} == {".png", ".svg"}
     with pytest.raises(plots.NoData, match="grid_scaling"):
         plots.fig_grid_scaling(_cl_frame())
+    main = plots.fig_ratio_main(_main_frame("main", True))
+    assert [ax.get_ylabel() for ax in main.axes] == [plots.MAP_LABEL, "mAP(ratio) − mAP(0) (points)"]
+    assert "best 0.25" in main.axes[0].get_title() and "main job" in main._suptitle.get_text()
+    with pytest.raises(plots.NoData, match="ratio_converged"):
+        plots.fig_ratio_main(_cl_frame())
 
 
 def test_report_on_fixture_studies(tmp_path):
@@ -417,8 +465,9 @@ def test_report_on_fixture_studies(tmp_path):
         assert heading in md
     glance = md.split("## At a glance")[1].split("# The open questions")[0]
     cannot = [line for line in glance.splitlines() if "cannot be answered" in line]
-    assert len(cannot) == 4  # the drops, the CL weight, the methods table, the tuned configuration
-    assert all(any(t in line for line in cannot) for t in ("Dropped cells", "CL weight", "Methods", "tuned"))
+    assert len(cannot) == 5  # the drops, the main job's ratio (no one-data-set study), the CL weight, methods, tuned
+    topics = ("Dropped cells", "main job", "CL weight", "Methods", "tuned")
+    assert all(any(t in line for line in cannot) for t in topics)
     assert "per extra cell" in md and "n_train 500, imbalance 0: best ratio 0.125" in md
     assert "python -m study.run search_spaces/cl_vit.yaml" in md  # provenance command
     assert "1 error" in md  # the failed trial is counted, not used
@@ -494,7 +543,7 @@ def test_notebooks_execute_check():
     )
     assert p.returncode == 0, p.stderr[-2000:]
     assert {p.name: p.read_bytes() for p in nb_dir.glob("*.ipynb")} == before
-    assert len(before) == 8
+    assert len(before) == 9
 
 
 @pytest.mark.slow

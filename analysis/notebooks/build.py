@@ -167,6 +167,19 @@ def notebooks() -> dict[str, nbformat.NotebookNode]:
             "Per (n_train, imbalance) cell: the best tested ratio with how often it wins when seeds are resampled, a "
             "quadratic fit's peak (clipped to the tested range), and seed-paired differences from ratio 0.",
         ),
+        "q2_main_ratio.ipynb": _nb(
+            "Q2 on the main job's data set: the best mixed-to-regular ratio at the longest training",
+            "Which ratio |B'|/|B| (0 / 0.25 / 0.5 / 1, default grids) gives the best mAP on the main job's one data "
+            "set, and by how much does it beat no mixing and the other ratios? Study: "
+            "`search_spaces/ratio_converged.yaml` (64 epochs x 5 seeds, run in parts), the converged rerun of "
+            "`search_spaces/ratio.yaml`; the study whose trials converged most often is used.",
+            ["ratio_converged-a", "ratio_converged-b", "ratio"],
+            "from analysis import q2_main_ratio\nanswer = q2_main_ratio(trials) if trials is not None else None",
+            "answer.tables if answer is not None else {}",
+            [(ok, "fig_ratio_main", "answer")],
+            "Every ratio minus ratio 0 and the best ratio minus every other ratio are seed-paired differences, "
+            "Holm-corrected together; the best ratio's share is how often it wins when seeds are resampled.",
+        ),
         "q3_cl_vit.ipynb": _nb(
             "Q3. Does SpliceMix-CL help a Vision Transformer as it helps a CNN?",
             "The consistency loss of SpliceMix-CL splits a mixed image's feature map by the grid; a ViT's token map "

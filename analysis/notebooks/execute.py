@@ -24,6 +24,7 @@ NOTEBOOKS = [
     "q1_grid_scaling.ipynb",
     "q1_drops.ipynb",
     "q2_ratio_by_data.ipynb",
+    "q2_main_ratio.ipynb",
     "q3_cl_vit.ipynb",
     "q3_cl_weight.ipynb",
     "methods.ipynb",

@@ -46,6 +46,7 @@ __all__ = [
 SPACES = {
     "q1": "search_spaces/grid_scaling.yaml",
     "q2": "search_spaces/ratio_data.yaml",
+    "q2_main": "search_spaces/ratio_converged.yaml (ratio_images.yaml, equal images seen, as its part)",
     "q3": "search_spaces/cl_vit.yaml",
     "q1_drops": "search_spaces/drops.yaml",
     "q3_weight": "search_spaces/cl_weight.yaml",
@@ -386,7 +387,10 @@ def paper_direction(d: pd.DataFrame, level: float = 0.95) -> str:
             f"This answer's trials hold no seed-paired baseline / SpliceMix / SpliceMix-CL comparison, so they do "
             f"not test the paper's direction ({_PAPER_TEXT})."
         )
+    m = int(next(t["holm_m"].iloc[0] for t in tables if len(t)))
+    family = "this contrast" if m == 1 else f"these {m} contrasts"
     return (
-        f"The paper: {_PAPER_TEXT}. Here ({length_text(d)}, {_weights_text(d)}; resolved after Holm over these "
-        f"{int(next(t['holm_m'].iloc[0] for t in tables if len(t)))} contrasts): " + "; ".join(parts) + "."
+        f"The paper: {_PAPER_TEXT}. Here ({length_text(d)}, {_weights_text(d)}; resolved after Holm over {family}): "
+        + "; ".join(parts)
+        + "."
     )
