@@ -3,7 +3,6 @@ reproducibility, the config and one real training run per method."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -13,8 +12,7 @@ from torchvision.transforms import v2
 
 from splicemix import CutMix, MixUp, PairPlan, SpliceCollate, apply_pair_plan
 from splicemix.config import ConfigError, MixConfig, load_config
-from splicemix.data.synthetic import SyntheticConfig, ensure_synthetic
-from splicemix.train import METRICS_FILE, train
+from splicemix.train import train
 
 MIXERS = {"mixup": MixUp, "cutmix": CutMix}
 
@@ -175,40 +173,12 @@ def test_a_study_grids_over_the_five_methods(tmp_path):
 
 
 # --------------------------------------------------------------------------- one real run each
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory) -> Path:
-    cfg = SyntheticConfig(n_train=64, n_val=32, image_size=32, seed=0)
-    return ensure_synthetic(tmp_path_factory.mktemp("synthetic_tiny"), cfg)
-
-
-def _overrides(root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        f"data.root={root}",
-        "data.synthetic.n_train=64",
-        "data.synthetic.n_val=32",
-        "data.synthetic.image_size=32",
-        "data.image_size=32",
-        "data.workers=0",
-        "model.name=smallcnn",
-        "train.batch_size=16",
-        "train.epochs=1",
-        "train.progress=false",
-        "train.cpu_threads=1",
-        f"train.out_dir={out}",
-        *extra,
-    ]
-
-
-def _rows(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines() if line.strip()]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["mixup", "cutmix"])
-def test_one_epoch_trains(tiny_root, tmp_path, method):
+def test_one_epoch_trains(tiny, tmp_path, method):
     out = tmp_path / "run"
-    result = train(load_config(None, _overrides(tiny_root, out, f"mix.method={method}")))
-    (row,) = _rows(out)
+    result = train(load_config(None, tiny.overrides(out, f"mix.method={method}")))
+    (row,) = tiny.metrics(out)
     assert row["method"] == method and "cl_loss" not in row
     assert math.isfinite(row["mAP"]) and 0.0 < row["mAP"] <= 100.0 and math.isfinite(row["train_loss"])
     assert row["images_per_s"] == pytest.approx(row["regular_images_per_s"])  # mixed in place: no extra images
@@ -220,11 +190,11 @@ class _Interrupt(Exception):
 
 
 @pytest.mark.slow
-def test_cutmix_run_resumes_exactly(tiny_root, tmp_path):
+def test_cutmix_run_resumes_exactly(tiny, tmp_path):
     """The mixing draws come from the trainer's (seed, epoch, rank) generator: a run stopped after
     epoch 1 and resumed ends with the uninterrupted run's metrics."""
     extra = ("mix.method=cutmix", "mix.prob=0.5", "mix.alpha=0.4", "train.epochs=2")
-    full = train(load_config(None, _overrides(tiny_root, tmp_path / "full", *extra)))
+    full = train(load_config(None, tiny.overrides(tmp_path / "full", *extra)))
 
     def stop_after_first(metrics: dict) -> None:
         if metrics["epoch"] == 1:
@@ -232,8 +202,8 @@ def test_cutmix_run_resumes_exactly(tiny_root, tmp_path):
 
     part = tmp_path / "part"
     with pytest.raises(_Interrupt):
-        train(load_config(None, _overrides(tiny_root, part, *extra)), report=stop_after_first)
-    resumed = train(load_config(None, _overrides(tiny_root, part, *extra, "train.resume=true")))
-    assert [r["epoch"] for r in _rows(part)] == [1, 2]
+        train(load_config(None, tiny.overrides(part, *extra)), report=stop_after_first)
+    resumed = train(load_config(None, tiny.overrides(part, *extra, "train.resume=true")))
+    assert [r["epoch"] for r in tiny.metrics(part)] == [1, 2]
     for k in ("mAP", "train_loss", "CF1", "OF1"):
         assert full[k] == resumed[k], (k, full[k], resumed[k])

@@ -16,10 +16,9 @@ import torch
 from splicemix.config import load_config
 from splicemix.data.synthetic import SyntheticConfig, ensure_synthetic
 from splicemix.results import WALL_CLOCK
-from splicemix.train import CHECKPOINT_FILE, METRICS_FILE, hide_labels, train
+from splicemix.train import CHECKPOINT_FILE, hide_labels, train
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(n_train=64, n_val=32, image_size=32, seed=0)
 F1_KEYS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
 EXPECTED_KEYS = {
     "epoch",
@@ -37,41 +36,16 @@ EXPECTED_KEYS = {
 }
 
 
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> Path:
-    return ensure_synthetic(tmp_path_factory.mktemp("synthetic_tiny"), SyntheticConfig(**TINY))
-
-
-def tiny_overrides(root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        f"data.root={root}",
-        *(f"data.synthetic.{k}={v}" for k, v in TINY.items()),
-        "data.image_size=32",
-        "data.workers=0",
-        "model.name=smallcnn",
-        "train.batch_size=16",
-        "train.epochs=1",
-        "train.progress=false",
-        "train.cpu_threads=1",
-        f"train.out_dir={out}",
-        *extra,
-    ]
-
-
-def read_metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines() if line.strip()]
-
-
 # --------------------------------------------------------------------------- one epoch per method
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["baseline", "splicemix", "splicemix_cl"])
-def test_one_epoch_writes_metrics(tiny_root, tmp_path, method):
+def test_one_epoch_writes_metrics(tiny, tmp_path, method):
     out = tmp_path / "run"
-    cfg = load_config(None, tiny_overrides(tiny_root, out, f"mix.method={method}", "data.eval_sizes=[16]"))
+    cfg = load_config(None, tiny.overrides(out, f"mix.method={method}", "data.eval_sizes=[16]"))
     reports = []
     result = train(cfg, report=reports.append)
 
-    rows = read_metrics(out)
+    rows = tiny.metrics(out)
     assert len(rows) == 1 and len(reports) == 1
     m = rows[0]
     expected = EXPECTED_KEYS | {"mAP@16"} | ({"cl_loss"} if method == "splicemix_cl" else set())
@@ -105,9 +79,9 @@ class _Interrupt(Exception):
 
 
 @pytest.mark.slow
-def test_resume_matches_uninterrupted_run(tiny_root, tmp_path):
+def test_resume_matches_uninterrupted_run(tiny, tmp_path):
     extra = ("mix.method=splicemix_cl", "train.epochs=2", "optim.schedule=cosine", "optim.warmup_epochs=0.5")
-    full = train(load_config(None, tiny_overrides(tiny_root, tmp_path / "full", *extra)))
+    full = train(load_config(None, tiny.overrides(tmp_path / "full", *extra)))
 
     def stop_after_first(metrics):
         if metrics["epoch"] == 1:
@@ -115,24 +89,24 @@ def test_resume_matches_uninterrupted_run(tiny_root, tmp_path):
 
     part_out = tmp_path / "part"
     with pytest.raises(_Interrupt):
-        train(load_config(None, tiny_overrides(tiny_root, part_out, *extra)), report=stop_after_first)
-    assert len(read_metrics(part_out)) == 1
+        train(load_config(None, tiny.overrides(part_out, *extra)), report=stop_after_first)
+    assert len(tiny.metrics(part_out)) == 1
     ckpt = torch.load(part_out / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
     assert ckpt["epoch"] == 1
     assert {"model", "optimizer", "scheduler", "scaler", "rng", "mixer_generator"} <= set(ckpt)
 
-    resumed = train(load_config(None, tiny_overrides(tiny_root, part_out, *extra, "train.resume=true")))
+    resumed = train(load_config(None, tiny.overrides(part_out, *extra, "train.resume=true")))
     timing = WALL_CLOCK
     assert set(full) == set(resumed)
     for k in set(full) - timing:
         assert full[k] == resumed[k], (k, full[k], resumed[k])
-    rows = read_metrics(part_out)
+    rows = tiny.metrics(part_out)
     assert [r["epoch"] for r in rows] == [1, 2]
-    assert rows[0]["mAP"] == read_metrics(tmp_path / "full")[0]["mAP"]
+    assert rows[0]["mAP"] == tiny.metrics(tmp_path / "full")[0]["mAP"]
 
     # resuming a finished run trains nothing and returns the final metrics
-    again = train(load_config(None, tiny_overrides(tiny_root, part_out, *extra, "train.resume=true")))
-    assert again["mAP"] == resumed["mAP"] and len(read_metrics(part_out)) == 2
+    again = train(load_config(None, tiny.overrides(part_out, *extra, "train.resume=true")))
+    assert again["mAP"] == resumed["mAP"] and len(tiny.metrics(part_out)) == 2
 
 
 # --------------------------------------------------------------------------- missing labels
@@ -152,11 +126,11 @@ def test_hide_labels_fraction_and_determinism():
         hide_labels(targets, 1.0, seed=0)
 
 
-def test_missing_label_ratio_hides_training_labels_only(tiny_root, tmp_path):
+def test_missing_label_ratio_hides_training_labels_only(tiny, tmp_path):
     from splicemix.engine.data import build_data
 
-    cfg = load_config(None, tiny_overrides(tiny_root, tmp_path, "data.missing_label_ratio=0.4"))
-    full = load_config(None, tiny_overrides(tiny_root, tmp_path))
+    cfg = load_config(None, tiny.overrides(tmp_path, "data.missing_label_ratio=0.4"))
+    full = load_config(None, tiny.overrides(tmp_path))
     d, d_full = build_data(cfg), build_data(full)
     t, t_full = d.train.targets, d_full.train.targets
     n_pos = int(t_full.sum())
@@ -323,9 +297,9 @@ def test_cli_print_config_applies_shortcuts(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_trains(tiny_root, tmp_path):
+def test_cli_trains(tiny, tmp_path):
     cfg_file = tmp_path / "tiny.yaml"
-    overrides = tiny_overrides(tiny_root, tmp_path / "unused")
+    overrides = tiny.overrides(tmp_path / "unused")
     from splicemix.config import apply_overrides
 
     raw, _ = apply_overrides({}, overrides)
@@ -336,7 +310,7 @@ def test_cli_trains(tiny_root, tmp_path):
     r = run_cli("--config", str(cfg_file), "--epochs", "1", "--method", "splicemix", "--out", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr
     assert "epoch 1/1" in r.stdout and "mAP" in r.stdout and "img/s" in r.stdout
-    assert len(read_metrics(out)) == 1
+    assert len(tiny.metrics(out)) == 1
 
 
 # --------------------------------------------------------------------------- DDP (gloo, 2 CPU processes)
@@ -356,11 +330,11 @@ dist.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes(tiny_root, tmp_path):
+def test_ddp_two_cpu_processes(tiny, tmp_path):
     script = tmp_path / "ddp_job.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "ddp_run"
-    overrides = tiny_overrides(tiny_root, out, "mix.method=splicemix_cl", "train.batch_size=8", "data.eval_sizes=[16]")
+    overrides = tiny.overrides(out, "mix.method=splicemix_cl", "train.batch_size=8", "data.eval_sizes=[16]")
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     r = subprocess.run(
         [
@@ -385,7 +359,7 @@ def test_ddp_two_cpu_processes(tiny_root, tmp_path):
     for k in set(ranks[0]["result"]) - timing:  # every rank reports the same (gathered) metrics
         assert ranks[0]["result"][k] == ranks[1]["result"][k], k
     assert len(ranks[1]["reports"]) == 1
-    rows = read_metrics(out)
+    rows = tiny.metrics(out)
     assert len(rows) == 1 and "mAP@16" in rows[0]  # only rank 0 wrote
     assert r.stdout.count("epoch 1/1") == 1
     # 64 images over 2 ranks x batch 8 = 4 iterations; each rank adds 8 // 4 = 2 mixed images per batch
