@@ -25,6 +25,7 @@ from .load import (
     load_provenance,
     load_studies,
     status_counts,
+    supersede,
     tidy_trials,
 )
 from .questions import (
@@ -67,6 +68,7 @@ __all__ = [
     "load_studies",
     "dedupe",
     "status_counts",
+    "supersede",
     "tidy_trials",
     "CI",
     "ArgmaxResult",

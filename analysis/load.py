@@ -41,6 +41,9 @@ nothing from ``study/`` or Ray is imported; the column names come from :mod:`spl
 ``converged``  ``final_converged`` as a nullable boolean: the trial's best-so-far val mAP gained less
                than 0.3 points over the last quarter of its epochs (``splicemix.results.convergence``);
                NA when the study predates the column
+``rerun_of``   for a trial that re-ran a trial of another part of its study for more epochs (an arm that
+               had not converged, re-run longer): the epochs of the run it supersedes; else NaN. The
+               superseded trial gets the status ``superseded`` (:func:`supersede`)
 =============  ==================================================================================
 
 Every original column is kept. Metrics are in percent, as the trainer reports them.
@@ -91,6 +94,8 @@ __all__ = [
     "RUN_IRRELEVANT",
     "run_columns",
     "dedupe",
+    "SUPERSEDED",
+    "supersede",
     "key_text",
     "STOPPED",
     "low_res_column",
@@ -110,6 +115,8 @@ DEFAULT_RATIO = DEFAULT_MIXED_RATIO
 COMPLETED = Status.COMPLETED.value
 #: the status of a trial the scheduler (ASHA) stopped early
 STOPPED = Status.STOPPED.value
+#: the status of a completed trial that a longer run in another part of its study supersedes (:func:`supersede`)
+SUPERSEDED = "superseded"
 #: the ``budget`` of a trial whose length was ``train.epochs`` (no ``train.budget``)
 EPOCHS_FORM = "epochs"
 #: the kinds of ``train.budget`` (``splicemix.config.BudgetConfig``'s fields), in the order they are looked for
@@ -155,6 +162,7 @@ ALIASES = [
     "budget",
     "pretrained",
     "converged",
+    "rerun_of",
     "folder",
 ]
 #: metric aliases, in percent
@@ -347,13 +355,13 @@ def load_studies(*dirs: str | Path) -> pd.DataFrame:
         for p, name in zip(paths, names, strict=True)
     ]
     out = pd.concat(frames, ignore_index=True, sort=False)
-    lead = [c for c in ALIASES if c in out.columns]
-    out = out[lead + [c for c in out.columns if c not in lead]]
     recorded: dict[str, set[str]] = {}
     for f, name in zip(frames, names, strict=True):
         recorded.setdefault(name, set()).update(c for c in f.columns if c.startswith("cfg."))
     out.attrs["recorded"] = {k: sorted(v) for k, v in recorded.items()}
-    return out
+    out = supersede(out)
+    lead = [c for c in ALIASES if c in out.columns]
+    return out[lead + [c for c in out.columns if c not in lead]]
 
 
 def _yaml_name(p: Path) -> str | None:
@@ -411,6 +419,9 @@ def load_history(*dirs: str | Path) -> pd.DataFrame:
         keep = [c for c in ALIASES[: ALIASES.index("epochs") + 1] if c != "seed"] + ["budget", "pretrained"]
         h = h.drop(columns=[c for c in keep if c in h.columns and c not in ("study", "trial_id")])
         h = h.merge(trials[keep], on=["study", "trial_id"], how="left")
+        gone = trials.loc[(trials["study"] == name) & (trials["status"] == SUPERSEDED), "trial_id"]
+        if "status" in h.columns:
+            h.loc[h["trial_id"].isin(gone), "status"] = SUPERSEDED
         frames.append(h)
     if not frames:
         return pd.DataFrame(columns=["study", "trial_id", "epoch", "mAP"])
@@ -496,6 +507,29 @@ def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                 owner[rows_b.index[_run_keys(rows_b, cols).isin(keys_a).to_numpy()]] = a
     dup = owner != df["study"]
     return df[~dup], df[dup].assign(duplicate_of=owner[dup])
+
+
+def supersede(df: pd.DataFrame) -> pd.DataFrame:
+    """An arm re-run longer replaces its shorter runs: within a study run in parts, a completed trial
+    with the same seed and the same values of every :func:`run_columns` but ``cfg.train.epochs`` as a
+    completed trial of another part that ran more epochs gets the status :data:`SUPERSEDED` (so no
+    answer uses it), and the longest run gets ``rerun_of`` = the epochs it supersedes. Trials with a
+    ``train.budget`` are never matched (their length is the budget). Returns a copy."""
+    out = df.copy()
+    out["rerun_of"] = np.nan
+    epochs_col = cfg_column("train.epochs")
+    for study, g in out[(out["status"] == COMPLETED) & (out["budget"] == EPOCHS_FORM)].groupby("study"):
+        if g["folder"].nunique() < 2 or epochs_col not in g.columns:
+            continue
+        cols = [c for c in run_columns(out, [study]) if c != epochs_col]
+        for _, runs in g.groupby(_run_keys(g, cols)):
+            if runs["folder"].nunique() < 2 or runs["epochs"].nunique() < 2:
+                continue
+            longest = runs["epochs"].idxmax()
+            shorter = runs[runs["epochs"] < runs.at[longest, "epochs"]]
+            out.loc[shorter.index, "status"] = SUPERSEDED
+            out.at[longest, "rerun_of"] = float(shorter["epochs"].max())
+    return out
 
 
 def completed(df: pd.DataFrame) -> pd.DataFrame:

@@ -35,6 +35,7 @@ from analysis import (  # noqa: E402
     quad_vertex,
     status_counts,
     summarize,
+    supersede,
     tidy_trials,
 )
 from analysis.report import main as report_main  # noqa: E402
@@ -395,6 +396,33 @@ def test_q2_main_prefers_the_converged_one_data_set_study_over_the_data_grid_and
     assert q2_ratio_by_data(df, n_boot=100).study == "ratios"  # Q2 proper still takes the data grid
     none = q2_main_ratio(_ratio_frame(), n_boot=100)  # only a study over several data cells
     assert not none.answerable and "ratio_converged.yaml" in none.verdict
+
+
+def test_an_arm_rerun_longer_in_another_part_supersedes_its_shorter_runs():
+    rng = np.random.default_rng(4)
+    gain = {0.0: 0.0, 0.25: 1.0, 1.0: -1.0}
+    part_a = [
+        _raw(seed=s, final_mAP=50 + g + s + rng.normal(0, 0.05), **{"mix.mixed_ratio": r, "train.epochs": 64})
+        for s in range(4)
+        for r, g in gain.items()
+    ]
+    part_b = [  # ratio 1 re-run for 80 epochs: +2 over its 64-epoch runs
+        _raw(seed=s, final_mAP=51 + s + rng.normal(0, 0.05), **{"mix.mixed_ratio": 1.0, "train.epochs": 80})
+        for s in range(4)
+    ]
+    frames = [_frame(rows, "main") for rows in (part_a, part_b)]
+    for f, folder in zip(frames, ("main-a", "main-b"), strict=True):
+        f["folder"], f["trial_id"] = folder, [f"{folder}-{i}" for i in range(len(f))]
+    df = supersede(pd.concat(frames, ignore_index=True))
+    gone = df[df["status"] == "superseded"]
+    assert len(gone) == 4 and set(gone["ratio"]) == {1.0} and set(gone["epochs"]) == {64}
+    assert set(df.loc[df["rerun_of"].notna(), "folder"]) == {"main-b"} and set(df["rerun_of"].dropna()) == {64.0}
+    a = q2_main_ratio(df, n_boot=100)
+    vz = a.tables["vs_zero"].set_index("treat")
+    assert vz.loc[1.0, "mean"] == pytest.approx(1.0, abs=0.15) and vz.loc[1.0, "n"] == 4  # the 80-epoch runs
+    assert "at 80 epochs, superseding their 64-epoch runs" in a.conditions["re-run longer"]
+    same_part = supersede(pd.concat([frames[0], frames[1].assign(folder="main-a")], ignore_index=True))
+    assert (same_part["status"] == "completed").all()  # two lengths within one part: a length study, kept
 
 
 def test_q3_cl_gain_and_interaction():

@@ -37,6 +37,7 @@ __all__ = [
     "convergence_counts",
     "not_converged_change",
     "length_text",
+    "rerun_text",
     "PAPER_GAINS",
     "direction_word",
     "paper_direction",
@@ -145,8 +146,9 @@ def _factor_mask(d: pd.DataFrame, f: str) -> pd.Series:
         return d["arm"] != "baseline"
     if f in _CL_ONLY:
         return d["method"] == "splicemix_cl"
-    if f == "epochs" and "budget" in d.columns:  # a budget, not train.epochs, fixed the length
-        return d["budget"] == EPOCHS_FORM
+    if f == "epochs":  # a budget, not train.epochs, fixed the length; an arm re-run longer keeps its place
+        mask = d["budget"] == EPOCHS_FORM if "budget" in d.columns else pd.Series(True, index=d.index)
+        return mask & d["rerun_of"].isna() if "rerun_of" in d.columns else mask
     return pd.Series(True, index=d.index)
 
 
@@ -301,7 +303,25 @@ def conditions(all_trials: pd.DataFrame, used: pd.DataFrame) -> dict[str, str]:
     counts = convergence_counts(used)
     if counts is not None:
         out["convergence"] = f"{counts[0]} of {counts[1]} trials converged ({CONVERGED_TEXT})"
+    rerun = rerun_text(used)
+    if rerun:
+        out["re-run longer"] = rerun
     return out
+
+
+def rerun_text(d: pd.DataFrame) -> str:
+    """Which trials of ``d`` re-ran a shorter run for more epochs (``analysis.load.supersede``): ``"5 trials
+    (arm splicemix, ratio 1) at 80 epochs, superseding their 64-epoch runs"``; "" when none did."""
+    if "rerun_of" not in d.columns or not d["rerun_of"].notna().any():
+        return ""
+    r = d[d["rerun_of"].notna()]
+    keys = [f for f in ("arm", "model", "ratio", "grid", "cl_weight") if f in r.columns and r[f].notna().any()]
+    what = ", ".join(f"{f} {levels_text(r[f])}" for f in keys)
+    return (
+        f"{len(r)} trial{'s' if len(r) != 1 else ''} ({what}) at {levels_text(r['epochs'])} epochs, superseding "
+        f"their {levels_text(r['rerun_of'])}-epoch runs in another part of the study: these arms are compared at "
+        f"their own, longer length"
+    )
 
 
 def cannot(key: str, title: str, question: str, why: str, df: pd.DataFrame) -> Answer:
