@@ -84,6 +84,17 @@ def test_shared_trials_are_counted_once_first_study_kept():
     assert not ((t["study"] == "ratio_data") & (t["n_train"] == 2000) & (t["imbalance"] == 0)).any()
 
 
+def test_a_claims_holm_family_is_its_headline_contrasts_the_other_variants_apart():
+    m = next(a for a in claims(_load("ratio", "ratio_data")) if a.key == "claims_map")
+    t = m.tables["vs_baseline"]
+    head, other = t[t["headline"]], t[~t["headline"]]
+    assert len(head) and len(other) and set(head["holm_m"]) == {len(head)} and set(other["holm_m"]) == {len(other)}
+    raw = head.drop(columns=["p_holm", "holm_m", "resolved"]).rename(columns={"resolved_raw": "resolved"})
+    alone = holm_tables([raw])[0]
+    assert list(alone["p_holm"]) == pytest.approx(list(head["p_holm"]))  # more variants leave the headline's p alone
+    assert f"over the claim's {len(head)} headline contrasts" in m.verdict and f"the {len(other)} other" in m.verdict
+
+
 def test_dedupe_ignores_provenance_only_columns_and_keeps_repeats():
     base = {"seed": 0, "final_mAP": 40.0, "cfg.optim.lr": 0.003, "cfg.mix.method": "splicemix", "cfg.train.epochs": 12}
     a = tidy_trials(pd.DataFrame([base | {"cfg.train.device": "cpu"}] * 2), "a")  # a repeat within one study
