@@ -796,76 +796,86 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=d.n_train, help="number of training images")
     p.add_argument("--n-val", type=int, default=d.n_val, help="number of validation images")
     p.add_argument("--image-size", type=int, default=d.image_size, help="image side in pixels (>= 16)")
-    p.add_argument(
+    _add_label_args(p.add_argument_group("labels: classes, imbalance and co-occurrence"), d)
+    _add_look_args(p.add_argument_group("appearance: objects and background"), d)
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (output is deterministic)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (output bytes do not depend on it)")
+    p.add_argument("--force", action="store_true", help="regenerate even if OUT is complete with these knobs")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    return p
+
+
+def _add_label_args(g: Any, d: SyntheticConfig) -> None:
+    """The options that decide which classes an image holds: how many, how unequal, which pairs co-occur."""
+    g.add_argument(
         "--num-classes",
         type=int,
         default=d.num_classes,
         help=f"number of classes/shapes, 2..{len(SHAPES)}: {', '.join(SHAPE_NAMES)}",
     )
-    p.add_argument(
+    g.add_argument(
         "--first-class",
         type=int,
         default=d.first_class,
         help="index of the shape that is class 0: the classes are shapes FIRST_CLASS .. FIRST_CLASS+NUM_CLASSES-1",
     )
-    p.add_argument(
+    g.add_argument(
         "--imbalance", type=float, default=d.imbalance, help="class presence p_k ∝ (k+1)^-imbalance; 0 = balanced"
     )
-    p.add_argument(
+    g.add_argument(
         "--mean-objects",
         type=float,
         default=d.mean_objects,
         help="expected classes per image before truncation to --objects (p_k capped at 0.9)",
     )
-    p.add_argument(
+    g.add_argument(
         "--objects",
         type=_pair_of(int, "--objects"),
         default=d.objects,
         metavar="MIN,MAX",
         help="allowed number of classes (objects) per image",
     )
-    p.add_argument(
+    g.add_argument(
         "--cooc-strength",
         type=float,
         default=d.cooc_strength,
         help="in train, probability that the partner of a present pair class is added (val: independent)",
     )
-    p.add_argument(
+    g.add_argument(
         "--num-cooc-pairs",
         type=int,
         default=None,
         help="number of co-occurring pairs (0,1),(2,3),...; default max(1, num_classes // 4)",
     )
-    p.add_argument(
+
+
+def _add_look_args(g: Any, d: SyntheticConfig) -> None:
+    """The options that decide how an image looks: object size, overlap, rotation, background clutter."""
+    g.add_argument(
         "--scale",
         type=_pair_of(float, "--scale"),
         default=d.scale,
         metavar="MIN,MAX",
         help="object diameter as a fraction of the image side (log-uniform)",
     )
-    p.add_argument(
+    g.add_argument(
         "--max-overlap",
         type=float,
         default=d.max_overlap,
         help="max bounding-box intersection of two objects, fraction of the smaller box",
     )
-    p.add_argument(
+    g.add_argument(
         "--clutter",
         type=float,
         default=d.clutter,
         help="background texture and noise strength in [0, 1] (0 = plain gradients)",
     )
-    p.add_argument(
+    g.add_argument(
         "--rotation",
         type=float,
         default=d.rotation,
         help="objects rotate uniformly within +-ROTATION degrees (180 = any orientation)",
     )
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (output is deterministic)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (output bytes do not depend on it)")
-    p.add_argument("--force", action="store_true", help="regenerate even if OUT is complete with these knobs")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
