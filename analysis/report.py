@@ -18,6 +18,9 @@ every analysis of :mod:`analysis.questions`, and writes into ``--out``:
 * ``summary.csv`` (mean, sd, n and interval of every metric per condition) and ``tables/*.csv``
   (every table behind the answers; ``<question>_<table>_<form>.csv`` per form; ``convergence.csv``).
 
+``figures/`` and ``tables/`` belong to the report: a ``.png``, ``.svg`` or ``.csv`` there that this run
+did not write (an earlier report's, for a study no longer loaded) is removed, and the log says so.
+
 Bad input (a missing directory, no ``trials.parquet``, an unreadable Parquet file) is one line on
 stderr naming the path and what was expected, exit status 2.
 """
@@ -614,6 +617,15 @@ def _write_tables(answers: Sequence[Answer], tabdir: Path) -> list[Path]:
     return written
 
 
+def _prune(folder: Path, keep: set[Path], suffixes: tuple[str, ...]) -> list[Path]:
+    """Remove the files of ``folder`` with one of ``suffixes`` that this run did not write (``keep``): a
+    figure or table an earlier report wrote for a study or question no longer loaded. The paths removed."""
+    stale = [p for p in sorted(folder.glob("*")) if p.suffix in suffixes and p.is_file() and p not in keep]
+    for p in stale:
+        p.unlink()
+    return stale
+
+
 def _no_log(msg: str) -> None:
     """The default ``log`` of :func:`write_report`: silent."""
 
@@ -664,6 +676,11 @@ def write_report(
     md.write_text(render_answers(answers, trials, prov, figures, level, n_boot, seed, command, history))
     convergence_table(trials, history).to_csv(tabdir / "convergence.csv", index=False)
     log(f"wrote {md}, {out / 'summary.csv'} and {len(written) + 1} tables under {tabdir}")
+    kept_figs = {out / f"{stem}{ext}" for stem in figures.values() for ext in (".png", ".svg")}
+    kept_tabs = {*written, tabdir / "provenance.csv", tabdir / "convergence.csv"}
+    stale = _prune(out / "figures", kept_figs, (".png", ".svg")) + _prune(tabdir, kept_tabs, (".csv",))
+    if stale:
+        log(f"removed {len(stale)} stale file(s) an earlier report wrote: {', '.join(p.name for p in stale)}")
     return {"answers": answers, "answers_md": md, "figures": figures, "tables": written}
 
 

@@ -506,12 +506,21 @@ def test_report_on_fixture_studies(tmp_path):
     assert (out / "tables" / "q3_interaction.csv").is_file()
 
 
-def test_report_says_what_it_cannot_answer(tmp_path):
+def test_report_says_what_it_cannot_answer_and_prunes_an_earlier_reports_files(tmp_path):
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "learning_curves_gone.png").write_bytes(b"old")  # a study no longer loaded
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "q2_best.csv").write_text("old\n")  # a question no longer answered
+    (tmp_path / "notes.txt").write_text("mine")  # not the report's: left alone
     rc = report_main([str(FIX / "grid_scaling"), "--out", str(tmp_path), "--n-boot", "50", "--quiet"])
     assert rc == 0
     md = (tmp_path / "answers.md").read_text()
     assert md.count("cannot be answered from the loaded results") >= 3
     assert "ratio_data.yaml" in md and "cl_vit.yaml" in md
+    assert not (tmp_path / "figures" / "learning_curves_gone.png").exists()
+    assert not (tmp_path / "tables" / "q2_best.csv").exists() and (tmp_path / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "figures" / "q1_grid_scaling.png").is_file()
+    assert (tmp_path / "tables" / "q1_by_grid.csv").is_file()
 
 
 def test_planned_trials_from_study_yaml():

@@ -158,9 +158,9 @@ def notebooks() -> dict[str, nbformat.NotebookNode]:
             "Q2. The best mixed-to-regular ratio per data-set size and class imbalance",
             "Which ratio |B'|/|B| of mixed to regular images works best, and does it depend on the training-set "
             "size and the class imbalance? Study: `search_spaces/ratio_data.yaml` (ratios 0 / 0.25 / 0.5 x "
-            "500 / 1000 / 2000 images x imbalance 0 / 1 x 3 seeds, at equal steps); `ratio/` (the main job, one data "
-            "set) is used when it is the only one there.",
-            ["ratio_data", "ratio"],
+            "500 / 1000 / 2000 images x imbalance 0 / 1 x 3 seeds, at equal steps). The main job's one data set "
+            "has its own notebook, q2_main_ratio.",
+            ["ratio_data"],
             "from analysis import q2_ratio_by_data\nanswer = q2_ratio_by_data(trials) if trials is not None else None",
             "answer.tables if answer is not None else {}",
             [(ok, "fig_ratio_by_data", "answer")],
@@ -173,7 +173,7 @@ def notebooks() -> dict[str, nbformat.NotebookNode]:
             "set, and by how much does it beat no mixing and the other ratios? Study: "
             "`search_spaces/ratio_converged.yaml` (64 epochs x 5 seeds, run in parts), the converged rerun of "
             "`search_spaces/ratio.yaml`; the study whose trials converged most often is used.",
-            ["ratio_converged", "ratio"],
+            ["ratio_converged"],
             "from analysis import q2_main_ratio\nanswer = q2_main_ratio(trials) if trials is not None else None",
             "answer.tables if answer is not None else {}",
             [(ok, "fig_ratio_main", "answer")],
@@ -197,7 +197,7 @@ def notebooks() -> dict[str, nbformat.NotebookNode]:
             "The paper reports SpliceMix +1.4 and SpliceMix-CL +1.9 mAP points over the baseline on MS-COCO "
             "(ResNet-101, 448 px), robustness to low-resolution evaluation and less co-occurrence bias. Every "
             "committed study with baseline trials (method baseline, or ratio 0) and mixing trials is used.",
-            ["ratio_converged", "ratio", "ratio_data", "cl_vit", "methods", "tuned_confirm", "grid_scaling"],
+            ["ratio_converged", "ratio_data", "cl_vit", "methods", "tuned_confirm", "grid_scaling"],
             "from analysis import claims\nanswer = claims(trials) if trials is not None else None",
             "{f'{a.key}: {k}': t for a in answer for k, t in a.tables.items()} if answer else {}",
             [("answer is not None and answer[0].answerable", "fig_claims", "answer")],
