@@ -518,8 +518,10 @@ def supersede(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     out["rerun_of"] = np.nan
     epochs_col = cfg_column("train.epochs")
+    if epochs_col not in out.columns:
+        return out
     for study, g in out[(out["status"] == COMPLETED) & (out["budget"] == EPOCHS_FORM)].groupby("study"):
-        if g["folder"].nunique() < 2 or epochs_col not in g.columns:
+        if g["folder"].nunique() < 2:
             continue
         cols = [c for c in run_columns(out, [study]) if c != epochs_col]
         for _, runs in g.groupby(_run_keys(g, cols)):

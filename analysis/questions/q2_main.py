@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..load import completed
-from ..prose import holm_sentence, level_text, levels_text, unresolved_hints
+from ..prose import holm_sentence, level_text, levels_text, resolution_signs, unresolved_hints
 from ..stats import argmax_ci, fmt_ci, fmt_num, holm_tables, paired_diff, summarize
 from .common import (
     SPACES,
@@ -83,8 +83,7 @@ def _verdict(best: pd.Series, by_ratio: pd.DataFrame, zero: pd.DataFrame, other:
     out += f" Against no mixing (ratio 0), seed-paired, mAP points: {_diff_list(zero, 'treat')}."
     if len(other):
         out += f" Ratio {level_text(b)} against each other ratio: {_diff_list(other, 'control')}."
-    pos = int((zero["resolved"] & (zero["mean"] > 0)).sum())
-    neg = int((zero["resolved"] & (zero["mean"] < 0)).sum())
+    pos, neg = (int(x.sum()) for x in resolution_signs(zero))
     loses = f"loses at {neg}" if neg else "loses at none"
     return out + f" Mixing beats no mixing (resolved) at {pos} of {len(zero)} ratios and {loses}."
 
