@@ -44,6 +44,8 @@ nothing from ``study/`` or Ray is imported; the column names come from :mod:`spl
 ``rerun_of``   for a trial that re-ran a trial of another part of its study for more epochs (an arm that
                had not converged, re-run longer): the epochs of the run it supersedes; else NaN. The
                superseded trial gets the status ``superseded`` (:func:`supersede`)
+``rerun_gain`` for such a trial: its mAP minus the mAP of the same seed's run it supersedes (what the
+               extra epochs alone added); else NaN
 =============  ==================================================================================
 
 Every original column is kept. Metrics are in percent, as the trainer reports them.
@@ -163,6 +165,7 @@ ALIASES = [
     "pretrained",
     "converged",
     "rerun_of",
+    "rerun_gain",
     "folder",
 ]
 #: metric aliases, in percent
@@ -513,10 +516,11 @@ def supersede(df: pd.DataFrame) -> pd.DataFrame:
     """An arm re-run longer replaces its shorter runs: within a study run in parts, a completed trial
     with the same seed and the same values of every :func:`run_columns` but ``cfg.train.epochs`` as a
     completed trial of another part that ran more epochs gets the status :data:`SUPERSEDED` (so no
-    answer uses it), and the longest run gets ``rerun_of`` = the epochs it supersedes. Trials with a
+    answer uses it), and the longest run gets ``rerun_of`` = the epochs it supersedes and ``rerun_gain`` =
+    its mAP minus that run's (what the extra epochs alone added). Trials with a
     ``train.budget`` are never matched (their length is the budget). Returns a copy."""
     out = df.copy()
-    out["rerun_of"] = np.nan
+    out["rerun_of"] = out["rerun_gain"] = np.nan
     epochs_col = cfg_column("train.epochs")
     if epochs_col not in out.columns:
         return out
@@ -530,7 +534,9 @@ def supersede(df: pd.DataFrame) -> pd.DataFrame:
             longest = runs["epochs"].idxmax()
             shorter = runs[runs["epochs"] < runs.at[longest, "epochs"]]
             out.loc[shorter.index, "status"] = SUPERSEDED
-            out.at[longest, "rerun_of"] = float(shorter["epochs"].max())
+            previous = shorter["epochs"].idxmax()
+            out.at[longest, "rerun_of"] = float(shorter.at[previous, "epochs"])
+            out.at[longest, "rerun_gain"] = runs.at[longest, "mAP"] - shorter.at[previous, "mAP"]
     return out
 
 

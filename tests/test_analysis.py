@@ -421,6 +421,10 @@ def test_an_arm_rerun_longer_in_another_part_supersedes_its_shorter_runs():
     vz = a.tables["vs_zero"].set_index("treat")
     assert vz.loc[1.0, "mean"] == pytest.approx(1.0, abs=0.15) and vz.loc[1.0, "n"] == 4  # the 80-epoch runs
     assert "at 80 epochs, superseding their 64-epoch runs" in a.conditions["re-run longer"]
+    assert df["rerun_gain"].dropna().to_numpy() == pytest.approx([2.0] * 4, abs=0.2)  # 51 + s vs 50 - 1 + s
+    assert "gained +2.0" in a.conditions["re-run longer"]
+    assert a.conditions["compared at"].startswith("equal epochs (64), except the arms re-run longer (80 epochs)")
+    assert any("gained +2.0" in c and "every arm at 80 epochs" in c for c in a.changes)
     same_part = supersede(pd.concat([frames[0], frames[1].assign(folder="main-a")], ignore_index=True))
     assert (same_part["status"] == "completed").all()  # two lengths within one part: a length study, kept
 

@@ -255,7 +255,13 @@ def _compared_at(d: pd.DataFrame) -> str:
     """The form of the runs' length an answer holds for: ``"equal epochs (12)"``, ``"equal steps (1,500)"``;
     at equal epochs with several mixed ratios, that the arms that mix more also train on more images."""
     forms = _forms(d)
-    out = "; ".join(form_label(f, d.loc[forms == f, "epochs"]).removeprefix("at ") for f in sorted(forms.unique()))
+    rerun = d["rerun_of"].notna() if "rerun_of" in d.columns else pd.Series(False, index=d.index)
+    base = ~rerun if (~rerun).any() else pd.Series(True, index=d.index)
+    out = "; ".join(
+        form_label(f, d.loc[(forms == f) & base, "epochs"]).removeprefix("at ") for f in sorted(forms.unique())
+    )
+    if rerun.any() and (~rerun).any():
+        out += f", except the arms re-run longer ({levels_text(d.loc[rerun, 'epochs'])} epochs)"
     if (forms == EPOCHS_FORM).all() and "ratio" in d.columns and d["ratio"].nunique() > 1:
         out += " (mixed images add compute: at a higher ratio a run trains on more images; not equal compute)"
     return out
@@ -317,11 +323,18 @@ def rerun_text(d: pd.DataFrame) -> str:
     r = d[d["rerun_of"].notna()]
     keys = [f for f in ("arm", "model", "ratio", "grid", "cl_weight") if f in r.columns and r[f].notna().any()]
     what = ", ".join(f"{f} {levels_text(r[f])}" for f in keys)
-    return (
+    out = (
         f"{len(r)} trial{'s' if len(r) != 1 else ''} ({what}) at {levels_text(r['epochs'])} epochs, superseding "
         f"their {levels_text(r['rerun_of'])}-epoch runs in another part of the study: these arms are compared at "
         f"their own, longer length"
     )
+    gain = r["rerun_gain"].dropna() if "rerun_gain" in r.columns else pd.Series(dtype=float)
+    if len(gain):
+        out += (
+            f"; the longer runs gained {gain.mean():+.2f} mAP on average ({gain.min():+.2f} to {gain.max():+.2f}) over "
+            f"their own seeds' shorter runs, a gain the other arms did not get (it is part of these arms' contrasts)"
+        )
+    return out
 
 
 def cannot(key: str, title: str, question: str, why: str, df: pd.DataFrame) -> Answer:
@@ -339,7 +352,7 @@ def cannot(key: str, title: str, question: str, why: str, df: pd.DataFrame) -> A
 def common_changes(d: pd.DataFrame) -> list[str]:
     """What would change any answer: the small setting compared with the paper's, and how long the
     trials trained: "longer training" when their convergence is not recorded, else the number that
-    had not converged (nothing when all had)."""
+    had not converged (nothing when all had), and what the arms re-run longer gained from length alone."""
     size = levels_text(d["image_size"])
     unknown = convergence_counts(d) is None
     out = [
@@ -349,7 +362,14 @@ def common_changes(d: pd.DataFrame) -> list[str]:
         f"change the size and even the sign of these effects."
     ]
     change = not_converged_change(d)
-    return out + ([change] if change else [])
+    out += [change] if change else []
+    gain = d["rerun_gain"].dropna() if "rerun_gain" in d.columns else pd.Series(dtype=float)
+    if len(gain):
+        out.append(
+            f"The arms re-run longer gained {gain.mean():+.2f} mAP from their extra epochs alone; running every arm "
+            f"at {levels_text(d.loc[d['rerun_of'].notna(), 'epochs'])} epochs would compare them all at equal length."
+        )
+    return out
 
 
 #: the paper's gains on MS-COCO (ResNet-101, 448 px), mAP points: (treatment, control) -> gain
