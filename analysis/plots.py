@@ -11,8 +11,9 @@ Outside a Jupyter kernel the Agg backend is used (no display needed).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,11 @@ class NoData(ValueError):
 
 
 def set_style() -> None:
-    """The one style of every figure: seaborn's paper context on a white grid."""
+    """The one style of every figure: seaborn's paper context on a white grid; SVG element ids from a
+    fixed salt, so the same figure gives the same SVG bytes (regenerated reports diff only where they
+    changed)."""
     sns.set_theme(context="paper", style="whitegrid")
+    matplotlib.rcParams["svg.hashsalt"] = "splicemix"
 
 
 def _ci_fn(level: float) -> Callable[[Any], tuple[float, float]]:
@@ -92,6 +96,50 @@ def _ci_fn(level: float) -> Callable[[Any], tuple[float, float]]:
 def _lv(v: Any) -> str:
     """A level as a figure label (0.25 -> "0.25", 2000.0 -> "2000")."""
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+@contextlib.contextmanager
+def _fixed_jitter() -> Iterator[None]:
+    """seaborn jitters strip points with NumPy's global RNG: seed it for the plot (and restore it after),
+    so the same data gives the same figure on every run."""
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def _strip(
+    ax: plt.Axes,
+    data: pd.DataFrame,
+    x: str,
+    y: str,
+    hue: str | None,
+    order: Sequence | None,
+    hue_order: Sequence | None,
+    dodge: bool,
+    jitter: float,
+    palette: Any,
+) -> None:
+    """The points per seed of :func:`_dots_ci`."""
+    sns.stripplot(
+        data=data,
+        x=x,
+        y=y,
+        hue=hue,
+        order=order,
+        hue_order=hue_order,
+        dodge=dodge,
+        jitter=jitter,
+        size=3.5,
+        alpha=0.45,
+        palette=palette if hue else None,
+        color=None if hue else "0.4",
+        legend=False,
+        ax=ax,
+        zorder=1,
+    )
 
 
 def _dots_ci(
@@ -114,23 +162,8 @@ def _dots_ci(
     jitter = 0.12 / n_h if dodge else 0.12
     if hue and palette is None:
         palette = sns.color_palette("colorblind", n_h)
-    sns.stripplot(
-        data=data,
-        x=x,
-        y=y,
-        hue=hue,
-        order=order,
-        hue_order=hue_order,
-        dodge=dodge,
-        jitter=jitter,
-        size=3.5,
-        alpha=0.45,
-        palette=palette if hue else None,
-        color=None if hue else "0.4",
-        legend=False,
-        ax=ax,
-        zorder=1,
-    )
+    with _fixed_jitter():
+        _strip(ax, data, x, y, hue, order, hue_order, dodge, jitter, palette)
     sns.pointplot(
         data=data,
         x=x,
@@ -649,10 +682,11 @@ def _study_curves(ax: plt.Axes, sub: pd.DataFrame, study: str, level: float, met
 
 
 def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
-    """Write ``out_dir/name.png`` (dpi 150) and ``out_dir/name.svg``; returns the two paths."""
+    """Write ``out_dir/name.png`` (dpi 150) and ``out_dir/name.svg`` (no date in its metadata); returns the
+    two paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.svg"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
     return paths

@@ -479,6 +479,8 @@ def test_figure_labels_and_nodata(tmp_path):
     assert fig._suptitle is not None and "ViT" in fig._suptitle.get_text()
     paths = plots.save(fig, tmp_path, "cl")
     assert all(p.stat().st_size > 1000 for p in paths) and {p.suffix for p in paths} == {".png", ".svg"}
+    again = plots.save(plots.fig_cl_gain(_cl_frame()), tmp_path / "again", "cl")  # a report re-run diffs nothing
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]
     with pytest.raises(plots.NoData, match="grid_scaling"):
         plots.fig_grid_scaling(_cl_frame())
     main = plots.fig_ratio_main(_main_frame("main", True))
