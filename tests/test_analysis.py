@@ -589,6 +589,31 @@ def test_notebooks_execute_check():
     assert len(before) == 9
 
 
+def test_notebooks_build_the_same_bytes_twice():
+    import nbformat
+
+    from analysis.notebooks.build import notebooks
+
+    first = {k: nbformat.writes(nb) for k, nb in notebooks().items()}
+    assert first == {k: nbformat.writes(nb) for k, nb in notebooks().items()} and len(first) == 9
+    for nb in notebooks().values():
+        nbformat.validate(nb)
+        assert len({c.id for c in nb.cells}) == len(nb.cells)
+
+
+@pytest.mark.slow
+def test_executed_notebook_has_no_timestamps(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from analysis.notebooks.execute import execute
+
+    path = tmp_path / "t.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("print(1 + 1)")]), path)
+    nb = execute(path)
+    assert nb.cells[0].outputs[0]["text"] == "2\n" and "execution" not in nb.cells[0].metadata
+
+
 @pytest.mark.slow
 def test_notebook_check_names_the_failing_cell(tmp_path, capsys):
     import nbformat

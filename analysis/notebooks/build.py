@@ -131,6 +131,8 @@ def _nb(
         ),
         new_code_cell(CURVES),
     ]
+    for i, cell in enumerate(cells):  # fixed ids (nbformat draws random ones): a rebuild diffs nothing
+        cell.id = f"cell-{i:02d}"
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}

@@ -60,6 +60,7 @@ def execute(path: str | Path, write: bool = True, timeout: int = TIMEOUT_S) -> n
         nb,
         timeout=timeout,
         kernel_name="python3",
+        record_timing=False,  # no execution timestamps in the saved notebook: a re-run diffs only its outputs
         extra_arguments=["--log-level=ERROR"],
         resources={"metadata": {"path": str(path.parent)}},
     )
