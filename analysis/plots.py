@@ -110,38 +110,6 @@ def _fixed_jitter() -> Iterator[None]:
         np.random.set_state(state)
 
 
-def _strip(
-    ax: plt.Axes,
-    data: pd.DataFrame,
-    x: str,
-    y: str,
-    hue: str | None,
-    order: Sequence | None,
-    hue_order: Sequence | None,
-    dodge: bool,
-    jitter: float,
-    palette: Any,
-) -> None:
-    """The points per seed of :func:`_dots_ci`."""
-    sns.stripplot(
-        data=data,
-        x=x,
-        y=y,
-        hue=hue,
-        order=order,
-        hue_order=hue_order,
-        dodge=dodge,
-        jitter=jitter,
-        size=3.5,
-        alpha=0.45,
-        palette=palette if hue else None,
-        color=None if hue else "0.4",
-        legend=False,
-        ax=ax,
-        zorder=1,
-    )
-
-
 def _dots_ci(
     ax: plt.Axes,
     data: pd.DataFrame,
@@ -163,7 +131,23 @@ def _dots_ci(
     if hue and palette is None:
         palette = sns.color_palette("colorblind", n_h)
     with _fixed_jitter():
-        _strip(ax, data, x, y, hue, order, hue_order, dodge, jitter, palette)
+        sns.stripplot(
+            data=data,
+            x=x,
+            y=y,
+            hue=hue,
+            order=order,
+            hue_order=hue_order,
+            dodge=dodge,
+            jitter=jitter,
+            size=3.5,
+            alpha=0.45,
+            palette=palette if hue else None,
+            color=None if hue else "0.4",
+            legend=False,
+            ax=ax,
+            zorder=1,
+        )
     sns.pointplot(
         data=data,
         x=x,

@@ -148,8 +148,14 @@ def _factor_mask(d: pd.DataFrame, f: str) -> pd.Series:
         return d["method"] == "splicemix_cl"
     if f == "epochs":  # a budget, not train.epochs, fixed the length; an arm re-run longer keeps its place
         mask = d["budget"] == EPOCHS_FORM if "budget" in d.columns else pd.Series(True, index=d.index)
-        return mask & d["rerun_of"].isna() if "rerun_of" in d.columns else mask
+        return mask & ~_rerun_mask(d)
     return pd.Series(True, index=d.index)
+
+
+def _rerun_mask(d: pd.DataFrame) -> pd.Series:
+    """The trials of ``d`` that re-ran a shorter run for more epochs (``rerun_of`` and ``rerun_gain`` set by
+    ``analysis.load.supersede``); all False for a frame without the column."""
+    return d["rerun_of"].notna() if "rerun_of" in d.columns else pd.Series(False, index=d.index)
 
 
 def varying(d: pd.DataFrame) -> set[str]:
@@ -255,7 +261,7 @@ def _compared_at(d: pd.DataFrame) -> str:
     """The form of the runs' length an answer holds for: ``"equal epochs (12)"``, ``"equal steps (1,500)"``;
     at equal epochs with several mixed ratios, that the arms that mix more also train on more images."""
     forms = _forms(d)
-    rerun = d["rerun_of"].notna() if "rerun_of" in d.columns else pd.Series(False, index=d.index)
+    rerun = _rerun_mask(d)
     base = ~rerun if (~rerun).any() else pd.Series(True, index=d.index)
     out = "; ".join(
         form_label(f, d.loc[(forms == f) & base, "epochs"]).removeprefix("at ") for f in sorted(forms.unique())
@@ -318,9 +324,9 @@ def conditions(all_trials: pd.DataFrame, used: pd.DataFrame) -> dict[str, str]:
 def rerun_text(d: pd.DataFrame) -> str:
     """Which trials of ``d`` re-ran a shorter run for more epochs (``analysis.load.supersede``): ``"5 trials
     (arm splicemix, ratio 1) at 80 epochs, superseding their 64-epoch runs"``; "" when none did."""
-    if "rerun_of" not in d.columns or not d["rerun_of"].notna().any():
+    r = d[_rerun_mask(d)]
+    if r.empty:
         return ""
-    r = d[d["rerun_of"].notna()]
     keys = [f for f in ("arm", "model", "ratio", "grid", "cl_weight") if f in r.columns and r[f].notna().any()]
     what = ", ".join(f"{f} {levels_text(r[f])}" for f in keys)
     out = (
@@ -328,7 +334,7 @@ def rerun_text(d: pd.DataFrame) -> str:
         f"their {levels_text(r['rerun_of'])}-epoch runs in another part of the study: these arms are compared at "
         f"their own, longer length"
     )
-    gain = r["rerun_gain"].dropna() if "rerun_gain" in r.columns else pd.Series(dtype=float)
+    gain = r["rerun_gain"].dropna()
     if len(gain):
         out += (
             f"; the longer runs gained {gain.mean():+.2f} mAP on average ({gain.min():+.2f} to {gain.max():+.2f}) over "
@@ -363,11 +369,11 @@ def common_changes(d: pd.DataFrame) -> list[str]:
     ]
     change = not_converged_change(d)
     out += [change] if change else []
-    gain = d["rerun_gain"].dropna() if "rerun_gain" in d.columns else pd.Series(dtype=float)
-    if len(gain):
+    r = d[_rerun_mask(d)]
+    if len(r) and r["rerun_gain"].notna().any():
         out.append(
-            f"The arms re-run longer gained {gain.mean():+.2f} mAP from their extra epochs alone; running every arm "
-            f"at {levels_text(d.loc[d['rerun_of'].notna(), 'epochs'])} epochs would compare them all at equal length."
+            f"The arms re-run longer gained {r['rerun_gain'].mean():+.2f} mAP from their extra epochs alone; running "
+            f"every arm at {levels_text(r['epochs'])} epochs would compare them all at equal length."
         )
     return out
 
