@@ -444,6 +444,17 @@ def test_q3_cl_gain_and_interaction():
     assert "do not resolve" in same.verdict
 
 
+def test_q3_says_where_its_vit_started():
+    scratch = q3_cl_vit(_cl_frame(), n_boot=50)
+    assert any("ViT trained from scratch" in c for c in scratch.changes)
+    df = _cl_frame()
+    df["pretrained"] = "shapes"
+    tuned = q3_cl_vit(df, n_boot=50)
+    vit_line = next(c for c in tuned.changes if "data-hungry" in c)
+    assert "fine-tuned from weights pretrained" in vit_line and "(shapes)" in vit_line and "scratch" not in vit_line
+    assert any("search_spaces/cl_weight.yaml" in c for c in tuned.changes)
+
+
 def test_questions_without_their_study_say_so():
     df = _ratio_frame(cells=((2000, 0.0),))
     for fn, space in ((q1_grid_scaling, "grid_scaling.yaml"), (q3_cl_vit, "cl_vit.yaml")):

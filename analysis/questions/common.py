@@ -37,6 +37,7 @@ __all__ = [
     "convergence_counts",
     "not_converged_change",
     "length_text",
+    "start_weights",
     "rerun_text",
     "PAPER_GAINS",
     "direction_word",
@@ -236,7 +237,7 @@ def _forms(d: pd.DataFrame) -> pd.Series:
     return d["budget"] if "budget" in d.columns else pd.Series(EPOCHS_FORM, index=d.index)
 
 
-def _weights(d: pd.DataFrame) -> pd.Series:
+def start_weights(d: pd.DataFrame) -> pd.Series:
     """The ``pretrained`` of every trial of ``d`` ("none" when the frame has no such column)."""
     return d["pretrained"] if "pretrained" in d.columns else pd.Series(NOT_PRETRAINED, index=d.index)
 
@@ -253,7 +254,7 @@ def length_text(d: pd.DataFrame) -> str:
 
 def _weights_text(d: pd.DataFrame) -> str:
     """``"from scratch"`` or ``"pre-trained: shapes"``."""
-    w = _weights(d)
+    w = start_weights(d)
     return "from scratch" if (w == NOT_PRETRAINED).all() else f"pre-trained: {levels_text(w)}"
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ..load import completed
+from ..load import NOT_PRETRAINED, completed
 from ..prose import diff_text, holm_sentence, holm_word, levels_text, unresolved_hints
 from ..stats import diff_ci, fmt_ci, holm_tables, mean_ci, paired_diff, paired_values, summarize
 from .common import (
@@ -23,6 +23,7 @@ from .common import (
     paper_direction,
     pick_study,
     restrict,
+    start_weights,
 )
 
 __all__ = ["TITLE", "TEXT", "is_vit", "q3_cl_vit"]
@@ -175,25 +176,29 @@ def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
     cw = levels_text(d.loc[d["method"] == "splicemix_cl", "cl_weight"])
     changes.append(
         f"The consistency weight is {cw}; the best weight may differ between architectures "
-        f'(search it with --set "space.mix.cl_weight={{grid: [0.5, 1.0, 2.0]}}").'
+        f"({SPACES['q3_weight']} searches it on both models)."
     )
     changes.append(_vit_change(d))
     return changes + common_changes(d)
 
 
 def _vit_change(d: pd.DataFrame) -> str:
-    """What a ViT's appetite for data may do to the gain; how many ViT trials converged, when recorded."""
-    counts = convergence_counts(d[d["model"].map(is_vit)])
-    if counts is None:
-        return (
-            "A ViT trained from scratch on a few thousand images is far from converged and data-hungry; "
-            "pre-trained ViTs, larger images (more tokens per grid cell) or longer training may change "
-            "the gain."
-        )
-    k, n = counts
+    """What a ViT's appetite for data may do to the gain: its starting weights, and how many ViT trials
+    converged, when recorded."""
+    vit = d[d["model"].map(is_vit)]
+    weights = sorted(set(start_weights(vit)) - {NOT_PRETRAINED})
+    start = (
+        f"a ViT fine-tuned from weights pretrained on a few thousand images ({', '.join(weights)})"
+        if weights
+        else "a ViT trained from scratch on a few thousand images"
+    )
+    counts = convergence_counts(vit)
+    done = "" if counts is None else f" ({counts[0]} of {counts[1]} ViT trials converged)"
+    longer = " or longer training" if counts is None or counts[0] < counts[1] else ""
+    better = "pretraining on a large data set as the paper's ViTs had" if weights else "pretrained ViTs"
     return (
-        f"A ViT on a few thousand images is data-hungry ({k} of {n} ViT trials converged); pre-trained ViTs, "
-        f"larger images (more tokens per grid cell){' or longer training' if k < n else ''} may change the gain."
+        f"This is {start}, data-hungry{done}; {better}, larger images (more tokens per grid cell){longer} "
+        "may change the gain."
     )
 
 
