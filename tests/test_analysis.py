@@ -444,6 +444,23 @@ def test_q3_cl_gain_and_interaction():
     assert "do not resolve" in same.verdict
 
 
+def test_q3_compares_a_model_whose_arms_were_rerun_longer():
+    """The CNN's three arms re-run at 48 epochs in another part (the 16-epoch ones superseded): Q3 takes the
+    CNN's gains from the longer runs and the ViT's from its 16-epoch runs, and says so."""
+    df = _cl_frame()
+    df["epochs"], df["folder"] = 16, "clvit-a"
+    cnn = df[df["model"] == "smallcnn"].copy()
+    cnn["folder"], cnn["epochs"], cnn["trial_id"] = "clvit-c", 48, [f"c{i}" for i in range(len(cnn))]
+    cnn.loc[cnn["method"] == "splicemix_cl", "mAP"] += 1.0  # at 48 epochs the CNN's CL gain is 3, not 2
+    df = supersede(pd.concat([df, cnn], ignore_index=True))
+    assert (df.loc[df["status"] == "superseded", "epochs"] == 16).all() and (df["status"] == "superseded").sum() == 12
+    a = q3_cl_vit(df, n_boot=50)
+    g = a.tables["cl_gain"].set_index("model")
+    assert g.loc["smallcnn", "mean"] == pytest.approx(3.0, abs=0.1) and g.loc["smallcnn", "n"] == 4
+    assert g.loc["vit_tiny", "mean"] == pytest.approx(0.5, abs=0.1)
+    assert a.conditions["compared at"].startswith("equal epochs (16), except the arms re-run longer (48 epochs)")
+
+
 def test_q3_says_where_its_vit_started():
     scratch = q3_cl_vit(_cl_frame(), n_boot=50)
     assert any("ViT trained from scratch" in c for c in scratch.changes)
