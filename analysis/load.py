@@ -42,7 +42,8 @@ nothing from ``study/`` or Ray is imported; the column names come from :mod:`spl
                than 0.3 points over the last quarter of its epochs (``splicemix.results.convergence``);
                NA when the study predates the column
 ``rerun_of``   for a trial that re-ran a trial of another part of its study for more epochs (an arm that
-               had not converged, re-run longer): the epochs of the run it supersedes; else NaN. The
+               had not converged, re-run longer), or that ran another seed of such an arm at its longer
+               length: the epochs of the runs the arm supersedes; else NaN. The
                superseded trial gets the status ``superseded`` (:func:`supersede`)
 ``rerun_gain`` for such a trial: its mAP minus the mAP of the same seed's run it supersedes (what the
                extra epochs alone added); else NaN
@@ -487,11 +488,11 @@ def key_text(v: Any) -> str:
         return str(v)
 
 
-def _run_keys(d: pd.DataFrame, cols: list[str]) -> pd.Series:
-    """One text per row: its values of ``cols`` and its seed."""
+def _run_keys(d: pd.DataFrame, cols: list[str], seed: bool = True) -> pd.Series:
+    """One text per row: its values of ``cols`` and (``seed``) its seed."""
     if not len(d):
         return pd.Series(dtype=object)
-    return d[cols + ["seed"]].apply(lambda s: s.map(key_text)).agg("\x1f".join, axis=1)
+    return d[cols + (["seed"] if seed else [])].apply(lambda s: s.map(key_text)).agg("\x1f".join, axis=1)
 
 
 def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -517,7 +518,9 @@ def supersede(df: pd.DataFrame) -> pd.DataFrame:
     with the same seed and the same values of every :func:`run_columns` but ``cfg.train.epochs`` as a
     completed trial of another part that ran more epochs gets the status :data:`SUPERSEDED` (so no
     answer uses it), and the longest run gets ``rerun_of`` = the epochs it supersedes and ``rerun_gain`` =
-    its mAP minus that run's (what the extra epochs alone added). Trials with a
+    its mAP minus that run's (what the extra epochs alone added). The arm's length is then the longest:
+    its trials of other seeds at that length count as re-runs too (``rerun_gain`` NaN: no shorter run of
+    theirs), and its shorter trials of seeds never re-run are superseded. Trials with a
     ``train.budget`` are never matched (their length is the budget). Returns a copy."""
     out = df.copy()
     out["rerun_of"] = out["rerun_gain"] = np.nan
@@ -537,7 +540,22 @@ def supersede(df: pd.DataFrame) -> pd.DataFrame:
             previous = shorter["epochs"].idxmax()
             out.at[longest, "rerun_of"] = float(shorter.at[previous, "epochs"])
             out.at[longest, "rerun_gain"] = runs.at[longest, "mAP"] - shorter.at[previous, "mAP"]
+        _supersede_arms(out, g.index, [c for c in cols if c != cfg_column("train.seed")])
     return out
+
+
+def _supersede_arms(out: pd.DataFrame, index: pd.Index, cols: list[str]) -> None:
+    """Within one study's trials (``index``), an arm (same ``cols``, any seed) with a trial re-run longer takes
+    that length for all its seeds: :func:`supersede`'s second step, in place."""
+    live = out.loc[index]
+    live = live[live["status"] == COMPLETED]
+    for _, arm in live.groupby(_run_keys(live, cols, seed=False)):
+        rerun = arm[arm["rerun_of"].notna()]
+        if rerun.empty:
+            continue
+        length = rerun["epochs"].max()
+        out.loc[arm.index[arm["rerun_of"].isna() & (arm["epochs"] == length)], "rerun_of"] = rerun["rerun_of"].max()
+        out.loc[arm.index[arm["epochs"] < length], "status"] = SUPERSEDED
 
 
 def completed(df: pd.DataFrame) -> pd.DataFrame:

@@ -429,6 +429,37 @@ def test_an_arm_rerun_longer_in_another_part_supersedes_its_shorter_runs():
     assert (same_part["status"] == "completed").all()  # two lengths within one part: a length study, kept
 
 
+def test_a_rerun_arm_takes_its_longer_length_for_every_seed():
+    """Seed 4 of the re-run arm ran only at 80 epochs (a later part) and seed 5 only at 64: the first counts
+    as the arm's re-run (no gain of its own), the second is superseded; the other arms keep every seed."""
+    rng = np.random.default_rng(5)
+
+    def arm(s: int, r: float, ep: int) -> dict:
+        m = 50 + s + (1.0 if ep == 80 else 0.0) + rng.normal(0, 0.05)
+        return _raw(seed=s, final_mAP=m, **{"mix.mixed_ratio": r, "train.epochs": ep})
+
+    parts = {
+        "main-a": [arm(s, r, 64) for s in range(4) for r in (0.0, 1.0)] + [arm(5, r, 64) for r in (0.0, 1.0)],
+        "main-b": [arm(s, 1.0, 80) for s in range(4)],
+        "main-c": [arm(4, 0.0, 64), arm(4, 1.0, 80)],
+    }
+    frames = []
+    for folder, rows in parts.items():
+        f = _frame(rows, "main")
+        f["folder"], f["trial_id"] = folder, [f"{folder}-{i}" for i in range(len(f))]
+        frames.append(f)
+    df = supersede(pd.concat(frames, ignore_index=True))
+    ratio1 = df[df["ratio"] == 1.0]
+    assert set(ratio1.loc[ratio1["status"] == "completed", "seed"]) == {0, 1, 2, 3, 4}
+    assert (ratio1.loc[ratio1["status"] == "completed", "epochs"] == 80).all()
+    assert set(ratio1.loc[ratio1["status"] == "superseded", "seed"]) == {0, 1, 2, 3, 5}
+    seed4 = ratio1[(ratio1["seed"] == 4)].iloc[0]
+    assert seed4["rerun_of"] == 64 and np.isnan(seed4["rerun_gain"])
+    assert (df.loc[df["ratio"] == 0.0, "status"] == "completed").all() and df.loc[
+        df["ratio"] == 0.0, "rerun_of"
+    ].isna().all()
+
+
 def test_q3_cl_gain_and_interaction():
     a = q3_cl_vit(_cl_frame(), n_boot=100)
     assert a.answerable and not a.partial
