@@ -195,7 +195,7 @@ def _vit_change(d: pd.DataFrame) -> str:
     counts = convergence_counts(vit)
     done = "" if counts is None else f" ({counts[0]} of {counts[1]} ViT trials converged)"
     longer = " or longer training" if counts is None or counts[0] < counts[1] else ""
-    better = "pretraining on a large data set, as ViTs usually get," if weights else "pretrained ViTs"
+    better = "pretraining on a large data set (as ViTs usually get)" if weights else "pretrained ViTs"
     return (
         f"This is {start}, data-hungry{done}; {better}, larger images (more tokens per grid cell){longer} "
         "may change the gain."
