@@ -492,6 +492,28 @@ def test_q3_compares_a_model_whose_arms_were_rerun_longer():
     assert a.conditions["compared at"].startswith("equal epochs (16), except the arms re-run longer (48 epochs)")
 
 
+def test_q3_compares_models_each_run_at_its_own_length():
+    """Parts of one study, one per model, each at the length its model needs (the CNN at 48 epochs, the ViT
+    at 16, no shorter runs): Q3 keeps both models, compares each model's arms at equal epochs and says so. A
+    model whose own arms differ in length is still held at one length."""
+    df = _cl_frame()
+    cnn = df["model"] == "smallcnn"
+    df["epochs"] = np.where(cnn, 48, 16)
+    df["folder"] = np.where(cnn, "clvit-c", "clvit-b")
+    df.loc[cnn & (df["method"] == "splicemix_cl"), "mAP"] += 1.0
+    a = q3_cl_vit(supersede(df), n_boot=50)
+    assert (a.data["status"] == "completed").all() and not a.partial
+    g = a.tables["cl_gain"].set_index("model")
+    assert g.loc["smallcnn", "mean"] == pytest.approx(3.0, abs=0.1)
+    assert g.loc["vit_tiny", "mean"] == pytest.approx(0.5, abs=0.1)
+    assert a.conditions["compared at"].startswith("equal epochs within each model (smallcnn 48, vit_tiny 16 epochs)")
+    assert any("each model was trained for its own number of epochs" in n for n in a.notes)
+    mixed = df.copy()
+    mixed.loc[cnn & (mixed["method"] == "baseline"), "epochs"] = 16  # the CNN's arms at two lengths
+    b = q3_cl_vit(supersede(mixed), n_boot=50)
+    assert any("holds epochs at" in n for n in b.notes) and "within each model" not in b.conditions["compared at"]
+
+
 def test_q3_says_where_its_vit_started():
     scratch = q3_cl_vit(_cl_frame(), n_boot=50)
     assert any("ViT trained from scratch" in c for c in scratch.changes)

@@ -179,11 +179,29 @@ def restrict(d: pd.DataFrame, keep: Iterable[str], prefer: dict[str, Any]) -> tu
         vals = d.loc[mask, f].dropna()
         if vals.nunique() <= 1:
             continue
+        own = model_lengths(d[mask]) if f == "epochs" and "model" in keep else ""
+        if own:
+            notes.append(
+                f"each model was trained for its own number of epochs ({own}): a model's arms are compared at "
+                "equal epochs, and a difference between models compares each model's gains at its own length"
+            )
+            continue
         want = prefer.get(f)
         pick = want if want is not None and (vals == want).any() else vals.value_counts().idxmax()
         d = d[~mask | (d[f] == pick)]
         notes.append(f"the study also varies {f} ({levels_text(vals)}); this answer holds {f} at {level_text(pick)}")
     return d, notes
+
+
+def model_lengths(d: pd.DataFrame) -> str:
+    """``"smallcnn 64, vit_tiny 24 epochs"`` when the trials of ``d`` train for more than one number of epochs
+    but each model for one (a study run in parts, one per model, each at the length its model needs); else ""."""
+    if d.empty or d["epochs"].nunique() < 2 or d["model"].nunique() < 2:
+        return ""
+    per_model = d.groupby("model", sort=True)["epochs"]
+    if (per_model.nunique() > 1).any():
+        return ""
+    return ", ".join(f"{m} {level_text(e)}" for m, e in per_model.first().items()) + " epochs"
 
 
 def controlled(df: pd.DataFrame) -> pd.DataFrame:
@@ -264,8 +282,13 @@ def _compared_at(d: pd.DataFrame) -> str:
     forms = _forms(d)
     rerun = _rerun_mask(d)
     base = ~rerun if (~rerun).any() else pd.Series(True, index=d.index)
-    out = "; ".join(
-        form_label(f, d.loc[(forms == f) & base, "epochs"]).removeprefix("at ") for f in sorted(forms.unique())
+    own = model_lengths(d[base]) if (forms == EPOCHS_FORM).all() else ""
+    out = (
+        f"equal epochs within each model ({own})"
+        if own
+        else "; ".join(
+            form_label(f, d.loc[(forms == f) & base, "epochs"]).removeprefix("at ") for f in sorted(forms.unique())
+        )
     )
     if rerun.any() and (~rerun).any():
         out += f", except the arms re-run longer ({levels_text(d.loc[rerun, 'epochs'])} epochs)"
