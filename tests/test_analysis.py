@@ -492,6 +492,25 @@ def test_q3_compares_a_model_whose_arms_were_rerun_longer():
     assert a.conditions["compared at"].startswith("equal epochs (16), except the arms re-run longer (48 epochs)")
 
 
+def test_q3_when_every_arm_was_rerun_each_model_at_its_own_length():
+    """Both models' arms re-run longer, each model to its own length (the CNN 16 -> 48 epochs, gaining 10; the
+    ViT 16 -> 24, gaining nothing): the re-run line names every arm and each model's gain, and no "other arms"
+    or "run every arm at that length" advice is given (every arm already was)."""
+    df = _cl_frame()
+    df["epochs"], df["folder"] = 16, "clvit-a"
+    longer = df.copy()
+    cnn = longer["model"] == "smallcnn"
+    longer["folder"], longer["trial_id"] = "clvit-c", [f"c{i}" for i in range(len(longer))]
+    longer["epochs"] = np.where(cnn, 48, 24)
+    longer.loc[cnn, "mAP"] += 10.0
+    a = q3_cl_vit(supersede(pd.concat([df, longer], ignore_index=True)), n_boot=50)
+    text = a.conditions["re-run longer"]
+    assert text.startswith(f"every arm ({len(longer)} trials) at smallcnn 48, vit_tiny 24 epochs, superseding")
+    assert "smallcnn +10.00 mAP on average" in text and "vit_tiny +0.00 mAP on average" in text
+    assert "other arms" not in text and not any("would compare them all" in c for c in a.changes)
+    assert a.conditions["compared at"].startswith("equal epochs within each model (smallcnn 48, vit_tiny 24 epochs)")
+
+
 def test_q3_compares_models_each_run_at_its_own_length():
     """Parts of one study, one per model, each at the length its model needs (the CNN at 48 epochs, the ViT
     at 16, no shorter runs): Q3 keeps both models, compares each model's arms at equal epochs and says so. A

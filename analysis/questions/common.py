@@ -347,24 +347,41 @@ def conditions(all_trials: pd.DataFrame, used: pd.DataFrame) -> dict[str, str]:
 
 def rerun_text(d: pd.DataFrame) -> str:
     """Which trials of ``d`` re-ran a shorter run for more epochs (``analysis.load.supersede``): ``"5 trials
-    (arm splicemix, ratio 1) at 80 epochs, superseding their 64-epoch runs"``; "" when none did."""
-    r = d[_rerun_mask(d)]
+    (arm splicemix, ratio 1) at 80 epochs, superseding their 64-epoch runs"``, or ``"every arm (18 trials) at
+    smallcnn 48, vit_tiny 24 epochs, …"``, with what the extra epochs gained; "" when none did."""
+    rerun = _rerun_mask(d)
+    r = d[rerun]
     if r.empty:
         return ""
-    keys = [f for f in ("arm", "model", "ratio", "grid", "cl_weight") if f in r.columns and r[f].notna().any()]
-    what = ", ".join(f"{f} {levels_text(r[f])}" for f in keys)
+    every = bool(rerun.all())
+    if every:
+        what = f"every arm ({len(r)} trials) at {model_lengths(r) or levels_text(r['epochs']) + ' epochs'}"
+    else:
+        keys = [f for f in ("arm", "model", "ratio", "grid", "cl_weight") if f in r.columns and r[f].notna().any()]
+        what = f"{len(r)} trial{'s' if len(r) != 1 else ''} ({', '.join(f'{f} {levels_text(r[f])}' for f in keys)})"
+        what += f" at {levels_text(r['epochs'])} epochs"
     out = (
-        f"{len(r)} trial{'s' if len(r) != 1 else ''} ({what}) at {levels_text(r['epochs'])} epochs, superseding "
-        f"their {levels_text(r['rerun_of'])}-epoch runs in another part of the study: these arms are compared at "
-        f"their own, longer length"
+        f"{what}, superseding their {levels_text(r['rerun_of'])}-epoch runs in another part of the study: "
+        f"{'every arm is compared at its' if every else 'these arms are compared at their'} own, longer length"
     )
-    gain = r["rerun_gain"].dropna()
-    if len(gain):
-        out += (
-            f"; the longer runs gained {gain.mean():+.2f} mAP on average ({gain.min():+.2f} to {gain.max():+.2f}) over "
-            f"their own seeds' shorter runs, a gain the other arms did not get (it is part of these arms' contrasts)"
-        )
+    gain = _gain_text(r)
+    if gain:
+        out += f"; the longer runs gained {gain} over their own seeds' shorter runs"
+        out += "" if every else ", a gain the other arms did not get (it is part of these arms' contrasts)"
     return out
+
+
+def _gain_text(r: pd.DataFrame) -> str:
+    """The re-runs' mean ``rerun_gain`` with its range (``"+0.36 mAP on average (+0.25 to +0.46)"``), per study
+    and model when they span several (``"cl_vit smallcnn +10.92 mAP on average (…)"``); "" when no re-run has one."""
+    by = [c for c in ("study", "model") if c in r.columns and r[c].nunique() > 1]
+    parts = []
+    for key, g in r.groupby(by, sort=True) if by else [((), r)]:
+        gain = g["rerun_gain"].dropna()
+        if len(gain):
+            avg = f"{gain.mean():+.2f} mAP on average ({gain.min():+.2f} to {gain.max():+.2f})"
+            parts.append(" ".join([*map(str, key), avg]))
+    return ", ".join(parts)
 
 
 def cannot(key: str, title: str, question: str, why: str, df: pd.DataFrame) -> Answer:
@@ -393,10 +410,11 @@ def common_changes(d: pd.DataFrame) -> list[str]:
     ]
     change = not_converged_change(d)
     out += [change] if change else []
-    r = d[_rerun_mask(d)]
-    if len(r) and r["rerun_gain"].notna().any():
+    rerun = _rerun_mask(d)
+    r = d[rerun]
+    if len(r) and r["rerun_gain"].notna().any() and not rerun.all():
         out.append(
-            f"The arms re-run longer gained {r['rerun_gain'].mean():+.2f} mAP from their extra epochs alone; running "
+            f"The arms re-run longer gained {_gain_text(r)} from their extra epochs alone; running "
             f"every arm at {levels_text(r['epochs'])} epochs would compare them all at equal length."
         )
     return out
