@@ -477,7 +477,8 @@ def test_q3_cl_gain_and_interaction():
 
 def test_q3_compares_a_model_whose_arms_were_rerun_longer():
     """The CNN's three arms re-run at 48 epochs in another part (the 16-epoch ones superseded): Q3 takes the
-    CNN's gains from the longer runs and the ViT's from its 16-epoch runs, and says so."""
+    CNN's gains from the longer runs and the ViT's from its 16-epoch runs, each model's arms at equal epochs, and
+    says so."""
     df = _cl_frame()
     df["epochs"], df["folder"] = 16, "clvit-a"
     cnn = df[df["model"] == "smallcnn"].copy()
@@ -489,7 +490,8 @@ def test_q3_compares_a_model_whose_arms_were_rerun_longer():
     g = a.tables["cl_gain"].set_index("model")
     assert g.loc["smallcnn", "mean"] == pytest.approx(3.0, abs=0.1) and g.loc["smallcnn", "n"] == 4
     assert g.loc["vit_tiny", "mean"] == pytest.approx(0.5, abs=0.1)
-    assert a.conditions["compared at"].startswith("equal epochs (16), except the arms re-run longer (48 epochs)")
+    assert a.conditions["compared at"].startswith("equal epochs within each model (smallcnn 48, vit_tiny 16 epochs)")
+    assert a.conditions["re-run longer"].startswith("12 trials (arm baseline, splicemix, splicemix_cl, model smallcnn")
 
 
 def test_q3_when_every_arm_was_rerun_each_model_at_its_own_length():
@@ -509,6 +511,27 @@ def test_q3_when_every_arm_was_rerun_each_model_at_its_own_length():
     assert "smallcnn +10.00 mAP on average" in text and "vit_tiny +0.00 mAP on average" in text
     assert "other arms" not in text and not any("would compare them all" in c for c in a.changes)
     assert a.conditions["compared at"].startswith("equal epochs within each model (smallcnn 48, vit_tiny 24 epochs)")
+
+
+def test_q3_an_arm_rerun_longer_than_the_rest_of_its_model():
+    """Every arm re-run to its model's length (the CNN 48, the ViT 24 epochs), then the CNN's CL arm alone again
+    at 96: it is the one arm "re-run longer" in "compared at", and the advice is to run every CNN arm at 96."""
+    df = _cl_frame()
+    df["epochs"], df["folder"] = 16, "clvit-a"
+    longer = df.copy()
+    cnn = longer["model"] == "smallcnn"
+    longer["folder"], longer["trial_id"] = "clvit-c", [f"c{i}" for i in range(len(longer))]
+    longer["epochs"] = np.where(cnn, 48, 24)
+    cl = longer[cnn & (longer["method"] == "splicemix_cl")].copy()
+    cl["folder"], cl["epochs"], cl["trial_id"] = "clvit-f", 96, [f"f{i}" for i in range(len(cl))]
+    cl["mAP"] += 1.0
+    a = q3_cl_vit(supersede(pd.concat([df, longer, cl], ignore_index=True)), n_boot=50)
+    assert a.tables["cl_gain"].set_index("model").loc["smallcnn", "mean"] == pytest.approx(3.0, abs=0.1)
+    assert a.conditions["compared at"].startswith(
+        "equal epochs within each model (smallcnn 48, vit_tiny 24 epochs), except the arms re-run longer (96 epochs)"
+    )
+    advice = [c for c in a.changes if "would compare them all" in c]
+    assert len(advice) == 1 and "+1.00 mAP on average" in advice[0] and "every smallcnn arm at 96 epochs" in advice[0]
 
 
 def test_q3_compares_models_each_run_at_its_own_length():

@@ -280,8 +280,8 @@ def _compared_at(d: pd.DataFrame) -> str:
     """The form of the runs' length an answer holds for: ``"equal epochs (12)"``, ``"equal steps (1,500)"``;
     at equal epochs with several mixed ratios, that the arms that mix more also train on more images."""
     forms = _forms(d)
-    rerun = _rerun_mask(d)
-    base = ~rerun if (~rerun).any() else pd.Series(True, index=d.index)
+    longer = _longer_mask(d)
+    base = ~longer
     own = model_lengths(d[base]) if (forms == EPOCHS_FORM).all() else ""
     out = (
         f"equal epochs within each model ({own})"
@@ -290,11 +290,22 @@ def _compared_at(d: pd.DataFrame) -> str:
             form_label(f, d.loc[(forms == f) & base, "epochs"]).removeprefix("at ") for f in sorted(forms.unique())
         )
     )
-    if rerun.any() and (~rerun).any():
-        out += f", except the arms re-run longer ({levels_text(d.loc[rerun, 'epochs'])} epochs)"
+    if longer.any():
+        out += f", except the arms re-run longer ({levels_text(d.loc[longer, 'epochs'])} epochs)"
     if (forms == EPOCHS_FORM).all() and "ratio" in d.columns and d["ratio"].nunique() > 1:
         out += " (mixed images add compute: at a higher ratio a run trains on more images; not equal compute)"
     return out
+
+
+def _longer_mask(d: pd.DataFrame) -> pd.Series:
+    """The re-run trials of ``d`` (``_rerun_mask``) that trained longer than most trials of their study and model:
+    the arms a later part ran longer than the rest (all False when every arm was re-run to one length per model)."""
+    rerun = _rerun_mask(d)
+    if not rerun.any():
+        return rerun
+    keys = ["study", "model"]
+    usual = d.groupby(keys)["epochs"].transform(lambda e: e.value_counts().idxmax())
+    return rerun & (d["epochs"] > usual)
 
 
 def convergence_counts(d: pd.DataFrame) -> tuple[int, int] | None:
@@ -410,12 +421,12 @@ def common_changes(d: pd.DataFrame) -> list[str]:
     ]
     change = not_converged_change(d)
     out += [change] if change else []
-    rerun = _rerun_mask(d)
-    r = d[rerun]
-    if len(r) and r["rerun_gain"].notna().any() and not rerun.all():
+    r = d[_longer_mask(d)]
+    if len(r) and r["rerun_gain"].notna().any():
+        which = " ".join([*(levels_text(r[c]) for c in ("study", "model") if d[c].nunique() > 1), "arm"])
         out.append(
             f"The arms re-run longer gained {_gain_text(r)} from their extra epochs alone; running "
-            f"every arm at {levels_text(r['epochs'])} epochs would compare them all at equal length."
+            f"every {which} at {levels_text(r['epochs'])} epochs would compare them all at equal length."
         )
     return out
 
