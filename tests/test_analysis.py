@@ -494,17 +494,24 @@ def test_q3_compares_a_model_whose_arms_were_rerun_longer():
     assert a.conditions["re-run longer"].startswith("12 trials (arm baseline, splicemix, splicemix_cl, model smallcnn")
 
 
-def test_q3_when_every_arm_was_rerun_each_model_at_its_own_length():
-    """Both models' arms re-run longer, each model to its own length (the CNN 16 -> 48 epochs, gaining 10; the
-    ViT 16 -> 24, gaining nothing): the re-run line names every arm and each model's gain, and no "other arms"
-    or "run every arm at that length" advice is given (every arm already was)."""
+def _cl_rerun_per_model(cnn_gain: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Q3's frame as two parts: every arm at 16 epochs (``clvit-a``), then every arm re-run to its model's length
+    (``clvit-c``: the CNN at 48 epochs, ``cnn_gain`` mAP higher; the ViT at 24, unchanged)."""
     df = _cl_frame()
     df["epochs"], df["folder"] = 16, "clvit-a"
     longer = df.copy()
     cnn = longer["model"] == "smallcnn"
     longer["folder"], longer["trial_id"] = "clvit-c", [f"c{i}" for i in range(len(longer))]
     longer["epochs"] = np.where(cnn, 48, 24)
-    longer.loc[cnn, "mAP"] += 10.0
+    longer.loc[cnn, "mAP"] += cnn_gain
+    return df, longer
+
+
+def test_q3_when_every_arm_was_rerun_each_model_at_its_own_length():
+    """Both models' arms re-run longer, each model to its own length (the CNN 16 -> 48 epochs, gaining 10; the
+    ViT 16 -> 24, gaining nothing): the re-run line names every arm and each model's gain, and no "other arms"
+    or "run every arm at that length" advice is given (every arm already was)."""
+    df, longer = _cl_rerun_per_model(cnn_gain=10.0)
     a = q3_cl_vit(supersede(pd.concat([df, longer], ignore_index=True)), n_boot=50)
     text = a.conditions["re-run longer"]
     assert text.startswith(f"every arm ({len(longer)} trials) at smallcnn 48, vit_tiny 24 epochs, superseding")
@@ -516,13 +523,8 @@ def test_q3_when_every_arm_was_rerun_each_model_at_its_own_length():
 def test_q3_an_arm_rerun_longer_than_the_rest_of_its_model():
     """Every arm re-run to its model's length (the CNN 48, the ViT 24 epochs), then the CNN's CL arm alone again
     at 96: it is the one arm "re-run longer" in "compared at", and the advice is to run every CNN arm at 96."""
-    df = _cl_frame()
-    df["epochs"], df["folder"] = 16, "clvit-a"
-    longer = df.copy()
-    cnn = longer["model"] == "smallcnn"
-    longer["folder"], longer["trial_id"] = "clvit-c", [f"c{i}" for i in range(len(longer))]
-    longer["epochs"] = np.where(cnn, 48, 24)
-    cl = longer[cnn & (longer["method"] == "splicemix_cl")].copy()
+    df, longer = _cl_rerun_per_model()
+    cl = longer[(longer["model"] == "smallcnn") & (longer["method"] == "splicemix_cl")].copy()
     cl["folder"], cl["epochs"], cl["trial_id"] = "clvit-f", 96, [f"f{i}" for i in range(len(cl))]
     cl["mAP"] += 1.0
     a = q3_cl_vit(supersede(pd.concat([df, longer, cl], ignore_index=True)), n_boot=50)

@@ -303,8 +303,7 @@ def _longer_mask(d: pd.DataFrame) -> pd.Series:
     rerun = _rerun_mask(d)
     if not rerun.any():
         return rerun
-    keys = ["study", "model"]
-    usual = d.groupby(keys)["epochs"].transform(lambda e: e.value_counts().idxmax())
+    usual = d.groupby(["study", "model"])["epochs"].transform(lambda e: e.value_counts().idxmax())
     return rerun & (d["epochs"] > usual)
 
 
