@@ -114,15 +114,18 @@ def test_the_short_name_is_not_a_missing_path():
 @pytest.mark.slow
 def test_committed_smallcnn_reproduces_its_first_epoch(tmp_path):
     """Re-run the committed command for one epoch (same schedule): the epoch's loss and mAP match
-    the manifest (bit for bit on the machine that made it; other CPUs may differ in the last bits)."""
+    the manifest. Bit for bit only on the machine that made it: another Xeon (2026-12-01) gave loss
+    0.55635 vs 0.55660 (4.5e-4 relative) and mAP 31.83 vs 31.38, while training seeds 1 and 2 there
+    gave losses 0.5652 and 0.5506 (1-2% away). So the loss, at 2e-3, is the check that can fail;
+    the mAP, at 1.0, only catches a broken evaluation."""
     entry = _manifest()[weights_file_name("smallcnn")]
     argv = shlex.split(entry["command"])
     assert argv[:3] == ["python", "-m", "splicemix.pretrain"]
     got = _pretrain(tmp_path, *argv[3:], "--stop-after", "1")[weights_file_name("smallcnn")]
     want = entry["history"][0]
     assert got["history"][0]["epoch"] == 1 and got["history"][0]["lr"] == pytest.approx(want["lr"], rel=1e-9)
-    assert got["history"][0]["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
-    assert got["history"][0]["mAP"] == pytest.approx(want["mAP"], abs=0.05)
+    assert got["history"][0]["train_loss"] == pytest.approx(want["train_loss"], rel=2e-3)
+    assert got["history"][0]["mAP"] == pytest.approx(want["mAP"], abs=1.0)
 
 
 def test_the_trainer_fine_tunes_from_the_short_name(tmp_path):
