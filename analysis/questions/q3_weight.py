@@ -37,8 +37,14 @@ TEXT = (
 PAPER_WEIGHT = 1.0
 
 
+def _on_cl_path(df: pd.DataFrame) -> pd.Series:
+    """SpliceMix-CL's trials at every weight: the runner records weight 0 as plain SpliceMix (study.schema
+    drops the consistency forward it would multiply by 0), so those are SpliceMix trials at ``cl_weight`` 0."""
+    return (df["method"] == "splicemix_cl") | ((df["method"] == "splicemix") & (df["cl_weight"] == 0))
+
+
 def _score(g: pd.DataFrame) -> tuple | None:
-    cl = g[g["method"] == "splicemix_cl"]
+    cl = g[_on_cl_path(g)]
     n = cl.groupby("model")["cl_weight"].nunique()
     n = n[n >= 2]
     return (len(n), int(n.max())) if len(n) else None
@@ -161,8 +167,9 @@ def q3_cl_weight(df: pd.DataFrame, level: float = 0.95, n_boot: int = 2000, seed
     if study is None:
         why = "no study trains SpliceMix-CL at two or more consistency weights on one model (cfg.mix.cl_weight)"
         return cannot("q3_weight", TITLE, TEXT, why, df)
-    d = completed(df[(df["study"] == study) & (df["method"] == "splicemix_cl")]).copy()
-    d, notes = restrict(d, keep={"model", "cl_weight"}, prefer={"ratio": PAPER_RATIO, "grid": "default"})
+    d = completed(df[(df["study"] == study) & _on_cl_path(df)]).copy()
+    # the method follows the weight (weight 0 is recorded as SpliceMix): not a factor to hold
+    d, notes = restrict(d, keep={"model", "cl_weight", "method"}, prefer={"ratio": PAPER_RATIO, "grid": "default"})
     if others:
         notes.append(f"other studies that vary the CL weight were not used: {', '.join(others)}")
     best = argmax_ci(d, "cl_weight", "mAP", by="model", level=level, n_boot=n_boot, seed=seed)
