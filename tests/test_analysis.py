@@ -475,6 +475,21 @@ def test_q3_cl_gain_and_interaction():
     assert "do not resolve" in same.verdict
 
 
+def test_q3_keeps_splicemix_trials_recorded_at_cl_weight_zero_as_its_splicemix_arm():
+    """A study that trains SpliceMix-CL at weights 0, 1 and 2: the runner records weight 0 as plain SpliceMix
+    (cl_weight 0). Q3 holds the weight at the paper's 1 over SpliceMix-CL's trials only, so those SpliceMix
+    trials stay its SpliceMix arm (the weight means nothing to them); q3_weight alone counts them as weight 0."""
+    df = _cl_frame()
+    df.loc[df["method"] == "splicemix", "cl_weight"] = 0.0
+    heavy = df[df["method"] == "splicemix_cl"].assign(cl_weight=2.0, mAP=lambda d: d["mAP"] - 5.0)
+    heavy["trial_id"] = heavy["trial_id"] + "w2"
+    a = q3_cl_vit(pd.concat([df, heavy], ignore_index=True), n_boot=100)
+    g = a.tables["cl_gain"].set_index("model")
+    assert g.loc["smallcnn", "mean"] == pytest.approx(2.0, abs=0.1)
+    assert g.loc["vit_tiny", "mean"] == pytest.approx(0.5, abs=0.1)
+    assert any("holds cl_weight at 1" in n for n in a.notes)
+
+
 def test_q3_compares_a_model_whose_arms_were_rerun_longer():
     """The CNN's three arms re-run at 48 epochs in another part (the 16-epoch ones superseded): Q3 takes the
     CNN's gains from the longer runs and the ViT's from its 16-epoch runs, each model's arms at equal epochs, and

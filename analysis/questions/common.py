@@ -78,7 +78,7 @@ SEARCH_STUDIES = ("tuned",)
 #: the paper's mixed ratio |B'|/|B| (both presets'): the level an answer prefers when a study varies the ratio
 PAPER_RATIO = DEFAULT_MIXED_RATIO
 _MIX_ONLY = {"method", "ratio", "grid"}  # meaningless for a baseline (no mixing) trial
-_CL_ONLY = {"cl_weight"}  # meaningful for splicemix_cl only
+_CL_ONLY = {"cl_weight"}  # meaningful for splicemix_cl only (weight 0 is recorded as, and held as, SpliceMix)
 _WINDOW_TEXT = "quarter" if CONVERGENCE_WINDOW == 0.25 else f"{CONVERGENCE_WINDOW:.0%}"
 #: what "converged" means, in the answers' words (the definition: splicemix.results.convergence)
 CONVERGED_TEXT = (

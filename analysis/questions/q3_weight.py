@@ -39,7 +39,9 @@ PAPER_WEIGHT = 1.0
 
 def _on_cl_path(df: pd.DataFrame) -> pd.Series:
     """SpliceMix-CL's trials at every weight: the runner records weight 0 as plain SpliceMix (study.schema
-    drops the consistency forward it would multiply by 0), so those are SpliceMix trials at ``cl_weight`` 0."""
+    drops the consistency forward it would multiply by 0), so those are SpliceMix trials at ``cl_weight`` 0.
+    Only this answer counts them as a weight: to every other question (``common.restrict``) they are SpliceMix
+    trials, to which the weight means nothing, so holding the weight at 1 keeps them as the SpliceMix arm."""
     return (df["method"] == "splicemix_cl") | ((df["method"] == "splicemix") & (df["cl_weight"] == 0))
 
 
