@@ -221,10 +221,13 @@ def planned_trials(study_yaml: str | None) -> int | None:
 
 
 def _machine_text(machine: Any) -> str:
-    """``node, platform, N CPUs`` from provenance's ``machine`` (a dict; anything else as text)."""
+    """``node, platform, N CPUs (AVX512)`` from provenance's ``machine`` (a dict; anything else as text): the
+    CPU capability is the instruction set torch's CPU kernels used, recorded since 2026-12-01."""
     if not isinstance(machine, dict):
         return str(machine)
     cpus = f"{machine.get('cpu_count')} CPUs" if machine.get("cpu_count") else None
+    if cpus and machine.get("cpu_capability"):
+        cpus += f" ({machine['cpu_capability']})"
     return ", ".join(str(x) for x in (machine.get("node"), machine.get("platform"), cpus) if x)
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from splicemix import machine
+
 from . import SUITES
 from .table import format_table, write_csv, write_json
 
@@ -75,17 +77,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _git_commit() -> str | None:
     try:
         r = subprocess.run(
@@ -109,7 +100,8 @@ def machine_info(device: torch.device, argv: list[str]) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks", *argv]),
         "git_commit": _git_commit(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": machine.cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_cores": os.cpu_count(),
         "cpu_cores_usable": usable,
         "torch_threads": torch.get_num_threads(),

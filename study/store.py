@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from splicemix import machine
 from splicemix.results import (
     BEST_EPOCH,
     BUDGET_SPENT,
@@ -155,12 +155,7 @@ def provenance(study_yaml: str, command: list[str]) -> dict[str, Any]:
         "versions": versions,
         "python": sys.version.split()[0],
         "command": command,
-        "machine": {
-            "node": platform.node(),
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-        },
+        "machine": machine.describe(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -45,7 +45,7 @@ def test_quick_run_writes_json_and_csv(tmp_path):
 
     data = json.loads((out / "results.json").read_text())
     m = data["machine"]
-    for key in ("cpu_model", "cpu_cores", "torch", "date", "command", "git_commit", "cuda_device"):
+    for key in ("cpu_model", "cpu_capability", "cpu_cores", "torch", "date", "command", "git_commit", "cuda_device"):
         assert key in m, key
     assert m["torch"] and m["cpu_cores"] >= 1 and "--quick" in m["command"] and m["suites"] == ["mixing", "training"]
 

@@ -242,6 +242,23 @@ def test_store_roundtrip(tmp_path):
     assert s2.load() == 1 and len(s2.history) == 3
 
 
+def test_provenance_names_the_machine_and_the_cpu_kernels_torch_used():
+    """Runs match to the bit only on CPUs whose kernels match: provenance says which torch used."""
+    import os
+
+    import torch
+
+    from study.store import provenance
+
+    p = provenance("name: x\n", ["python", "-m", "study.run", "x.yaml"])
+    m = p["machine"]
+    assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and m["cpu_capability"]
+    assert m["cpu_count"] == os.cpu_count() and isinstance(m["cpu_model"], str) and m["cpu_model"]
+    boot = Path("/proc/sys/kernel/random/boot_id")
+    assert m["boot_id"] == (boot.read_text().strip() if boot.is_file() else None)
+    assert json.loads(json.dumps(p)) == p  # written as provenance.json
+
+
 def test_store_write_is_atomic(tmp_path, monkeypatch):
     s = _store(tmp_path)
     s.add_epoch("t1", 0, {}, {"epoch": 1, "mAP": 1.0})
