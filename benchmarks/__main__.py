@@ -6,14 +6,13 @@ import argparse
 import datetime
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from splicemix import machine
+from splicemix.provenance import cpu_model, git_commit
 
 from . import SUITES
 from .table import format_table, write_csv, write_json
@@ -77,20 +76,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _git_commit() -> str | None:
-    try:
-        r = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            cwd=Path(__file__).resolve().parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout.strip() or None if r.returncode == 0 else None
-
-
 def machine_info(device: torch.device, argv: list[str]) -> dict:
     try:
         usable = len(os.sched_getaffinity(0))
@@ -99,8 +84,8 @@ def machine_info(device: torch.device, argv: list[str]) -> dict:
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks", *argv]),
-        "git_commit": _git_commit(),
-        "cpu_model": machine.cpu_model(),
+        "git_commit": git_commit(),
+        "cpu_model": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_cores": os.cpu_count(),
         "cpu_cores_usable": usable,

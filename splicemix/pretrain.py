@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shlex
-import subprocess
 import sys
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from splicemix.config import ConfigError, TrainConfig, load_config
 from splicemix.engine.rundir import RunDir
 from splicemix.engine.train import train
 from splicemix.models import MANIFEST_FILE, WEIGHTS_NAME, weights_file_name
+from splicemix.provenance import git_commit
 
 __all__ = ["RECIPES", "pretrain_config", "backbone_state", "tensors_sha256", "pretrain", "main"]
 
@@ -102,21 +102,6 @@ def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def _git_commit() -> str | None:
-    """HEAD, with ``+dirty`` when splicemix/ has changes not committed (the code that ran is not HEAD's)."""
-    head = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--", str(Path(__file__).parent))
-    return None if head is None else head + ("+dirty" if dirty else "")
-
-
 def _settings(cfg: TrainConfig) -> dict[str, Any]:
     """The resolved settings that shape the weights (the config without its folders)."""
     d = cfg.model_dump(mode="json")
@@ -129,7 +114,9 @@ def pretrain(cfg: TrainConfig, weights_dir: str | os.PathLike, command: str, sto
     """Train ``cfg``, save the backbone to ``weights_dir`` and record it in its manifest; return the entry."""
     epochs: list[dict[str, Any]] = []
     first: dict[str, str] = {}
-    commit = _git_commit()  # the code that trains (read before the run: the tree may change during it)
+    commit = git_commit(
+        Path(__file__).parent
+    )  # the code that trains (read before the run: the tree may change during it)
 
     def report(metrics: dict) -> None:
         epochs.append({k: metrics[k] for k in ("epoch", "train_loss", "mAP", "lr") if k in metrics})

@@ -26,19 +26,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 import urllib.parse
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from splicemix import machine
+from splicemix.provenance import git_commit, machine
 from splicemix.results import (
     BEST_EPOCH,
     BUDGET_SPENT,
@@ -121,24 +119,6 @@ def resolve_storage(uri: str) -> tuple[pafs.FileSystem, str, str]:
     return pafs.LocalFileSystem(), path, path
 
 
-def _git_commit() -> str | None:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
 def provenance(study_yaml: str, command: list[str]) -> dict[str, Any]:
     """What produced a study: its YAML, the commit, versions, the command, machine and date."""
     from importlib import metadata
@@ -151,11 +131,11 @@ def provenance(study_yaml: str, command: list[str]) -> dict[str, Any]:
             pass
     return {
         "study_yaml": study_yaml,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "versions": versions,
         "python": sys.version.split()[0],
         "command": command,
-        "machine": machine.describe(),
+        "machine": machine(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

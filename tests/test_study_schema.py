@@ -259,6 +259,16 @@ def test_provenance_names_the_machine_and_the_cpu_kernels_torch_used():
     assert json.loads(json.dumps(p)) == p  # written as provenance.json
 
 
+def test_git_commit_is_head_marked_dirty_only_by_tracked_changes_in_its_scope():
+    from splicemix.provenance import git_commit
+
+    root = Path(__file__).resolve().parent.parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    assert len(head) == 40
+    assert git_commit(root / "no-such-folder") == head  # nothing tracked there: never dirty
+    assert git_commit() in (head, head + "-dirty")
+
+
 def test_store_write_is_atomic(tmp_path, monkeypatch):
     s = _store(tmp_path)
     s.add_epoch("t1", 0, {}, {"epoch": 1, "mAP": 1.0})
