@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from splicemix.provenance import cpu_model, git_commit
+from splicemix.provenance import git_commit, machine
 
 from . import SUITES
 from .table import format_table, write_csv, write_json
@@ -77,22 +77,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def machine_info(device: torch.device, argv: list[str]) -> dict:
+    host = machine()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
-        usable = os.cpu_count()
+        usable = host["cpu_count"]
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks", *argv]),
         "git_commit": git_commit(),
-        "cpu_model": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_cores": os.cpu_count(),
+        "cpu_model": host["cpu_model"],
+        "cpu_capability": host["cpu_capability"],
+        "cpu_cores": host["cpu_count"],
         "cpu_cores_usable": usable,
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "platform": platform.platform(),
+        "platform": host["platform"],
         "device": str(device),
         "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }

@@ -114,9 +114,8 @@ def pretrain(cfg: TrainConfig, weights_dir: str | os.PathLike, command: str, sto
     """Train ``cfg``, save the backbone to ``weights_dir`` and record it in its manifest; return the entry."""
     epochs: list[dict[str, Any]] = []
     first: dict[str, str] = {}
-    commit = git_commit(
-        Path(__file__).parent
-    )  # the code that trains (read before the run: the tree may change during it)
+    # the code that trains, splicemix/ (read before the run: the tree may change during it)
+    commit = git_commit(Path(__file__).parent)
 
     def report(metrics: dict) -> None:
         epochs.append({k: metrics[k] for k in ("epoch", "train_loss", "mAP", "lr") if k in metrics})

@@ -21,21 +21,20 @@ def git_commit(scope: str | os.PathLike | None = None) -> str | None:
     """HEAD of the checkout this package sits in, with ``-dirty`` when tracked files (under ``scope``, a
     path in it, when given) have changes not committed: the code that ran is not HEAD's. None outside
     a git checkout."""
-    where = ["--", str(scope)] if scope is not None else []
+    head = _git("rev-parse", "HEAD")
+    if not head:
+        return None
+    dirty = _git("status", "--porcelain", "--untracked-files=no", *(["--", str(scope)] if scope is not None else []))
+    return head + ("-dirty" if dirty else "")
+
+
+def _git(*args: str) -> str | None:
+    """``git ARGS`` in the checkout: its stripped output, None when git fails or is missing."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_CHECKOUT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", *where],
-            cwd=_CHECKOUT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+        out = subprocess.run(["git", *args], cwd=_CHECKOUT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    if head.returncode != 0 or not head.stdout.strip():
-        return None
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def cpu_model() -> str:
