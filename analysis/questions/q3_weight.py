@@ -107,12 +107,12 @@ def _helps(r: pd.Series) -> str:
     if not (np.isfinite(r["lo"]) and np.isfinite(r["hi"])):
         return "CL's gains on the two cannot be compared"
     if not r["resolved"]:
-        return "CL helps the ViT indistinguishably from the CNN"
+        return "CL's gains on the ViT and on the CNN are not resolved apart"
     return f"CL helps the ViT {'more' if r['mean'] > 0 else 'less'} than the CNN"
 
 
 def _gap_sentence(gap: pd.DataFrame, best: ArgmaxResult) -> str:
-    """Whether CL helps the ViT more, less or indistinguishably from the CNN, at each model's best weight."""
+    """Whether CL helps the ViT more or less than the CNN (or not resolvably either), at each model's best weight."""
     if not len(gap):
         return ""
     vit, cnn = gap["treat"].iloc[0], gap["control"].iloc[0]
