@@ -551,6 +551,19 @@ def test_q3_an_arm_rerun_longer_than_the_rest_of_its_model():
     assert len(advice) == 1 and "+1.00 mAP on average" in advice[0] and "every smallcnn arm at 96 epochs" in advice[0]
 
 
+def test_q3_arms_rerun_longer_stay_marked_when_they_outnumber_the_rest():
+    """Two of the CNN's three arms re-run at 96 (the CL arm and SpliceMix): more of its trials then train 96
+    epochs than 48, and the 96-epoch arms are still the ones "re-run longer" (the CNN's arms differ in length)."""
+    df, longer = _cl_rerun_per_model()
+    again = longer[(longer["model"] == "smallcnn") & (longer["method"] != "baseline")].copy()
+    again["folder"], again["epochs"], again["trial_id"] = "clvit-f", 96, [f"f{i}" for i in range(len(again))]
+    a = q3_cl_vit(supersede(pd.concat([df, longer, again], ignore_index=True)), n_boot=50)
+    assert a.conditions["compared at"].startswith(
+        "equal epochs within each model (smallcnn 48, vit_tiny 24 epochs), except the arms re-run longer (96 epochs)"
+    )
+    assert any("every smallcnn arm at 96 epochs" in c for c in a.changes)
+
+
 def test_q3_compares_models_each_run_at_its_own_length():
     """Parts of one study, one per model, each at the length its model needs (the CNN at 48 epochs, the ViT
     at 16, no shorter runs): Q3 keeps both models, compares each model's arms at equal epochs and says so. A

@@ -298,13 +298,14 @@ def _compared_at(d: pd.DataFrame) -> str:
 
 
 def _longer_mask(d: pd.DataFrame) -> pd.Series:
-    """The re-run trials of ``d`` (``_rerun_mask``) that trained longer than most trials of their study and model:
-    the arms a later part ran longer than the rest (all False when every arm was re-run to one length per model)."""
+    """The re-run trials of ``d`` (``_rerun_mask``) that trained longer than the shortest arm of their study and
+    model: the arms a later part ran longer than the rest, even when they outnumber the rest (all False when every
+    arm was re-run to one length per model)."""
     rerun = _rerun_mask(d)
     if not rerun.any():
         return rerun
-    usual = d.groupby(["study", "model"])["epochs"].transform(lambda e: e.value_counts().idxmax())
-    return rerun & (d["epochs"] > usual)
+    shortest = d.groupby(["study", "model"])["epochs"].transform("min")
+    return rerun & (d["epochs"] > shortest)
 
 
 def convergence_counts(d: pd.DataFrame) -> tuple[int, int] | None:
