@@ -564,6 +564,23 @@ def test_q3_arms_rerun_longer_stay_marked_when_they_outnumber_the_rest():
     assert any("every smallcnn arm at 96 epochs" in c for c in a.changes)
 
 
+def test_q3_arms_rerun_longer_per_model_name_each_length_and_a_loss():
+    """Only the CL arm of each model re-run longer, each to its own length (the CNN 16 -> 48 epochs, gaining 1; the
+    ViT 16 -> 24, losing 1): "compared at" and the advice give each model's length, and a loss is not a gain."""
+    df, longer = _cl_rerun_per_model()
+    cl = longer[longer["method"] == "splicemix_cl"].copy()
+    cl["mAP"] += np.where(cl["model"] == "smallcnn", 1.0, -1.0)
+    a = q3_cl_vit(supersede(pd.concat([df, cl], ignore_index=True)), n_boot=50)
+    assert a.conditions["compared at"].startswith(
+        "equal epochs (16), except the arms re-run longer (smallcnn 48, vit_tiny 24 epochs)"
+    )
+    text = a.conditions["re-run longer"]
+    assert "the longer runs changed by smallcnn +1.00" in text and "vit_tiny -1.00" in text
+    assert "a change the other arms did not get" in text and "gain" not in text
+    advice = [c for c in a.changes if "would compare them all" in c]
+    assert len(advice) == 1 and "every arm at its model's longer length (smallcnn 48, vit_tiny 24 epochs)" in advice[0]
+
+
 def test_q3_compares_models_each_run_at_its_own_length():
     """Parts of one study, one per model, each at the length its model needs (the CNN at 48 epochs, the ViT
     at 16, no shorter runs): Q3 keeps both models, compares each model's arms at equal epochs and says so. A

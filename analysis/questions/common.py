@@ -291,7 +291,8 @@ def _compared_at(d: pd.DataFrame) -> str:
         )
     )
     if longer.any():
-        out += f", except the arms re-run longer ({levels_text(d.loc[longer, 'epochs'])} epochs)"
+        r = d[longer]
+        out += f", except the arms re-run longer ({model_lengths(r) or levels_text(r['epochs']) + ' epochs'})"
     if (forms == EPOCHS_FORM).all() and "ratio" in d.columns and d["ratio"].nunique() > 1:
         out += " (mixed images add compute: at a higher ratio a run trains on more images; not equal compute)"
     return out
@@ -377,9 +378,17 @@ def rerun_text(d: pd.DataFrame) -> str:
     )
     gain = _gain_text(r)
     if gain:
-        out += f"; the longer runs gained {gain} over their own seeds' shorter runs"
-        out += "" if every else ", a gain the other arms did not get (it is part of these arms' contrasts)"
+        out += f"; the longer runs {_gain_verb(r)} {gain} over their own seeds' shorter runs"
+        change = "gain" if _gain_verb(r) == "gained" else "change"
+        out += "" if every else f", a {change} the other arms did not get (it is part of these arms' contrasts)"
     return out
+
+
+def _gain_verb(r: pd.DataFrame) -> str:
+    """``"gained"`` when no model's re-runs lost mAP on average from their extra epochs, else ``"changed by"``."""
+    by = [c for c in ("study", "model") if c in r.columns and r[c].nunique() > 1]
+    means = r.groupby(by)["rerun_gain"].mean() if by else pd.Series([r["rerun_gain"].mean()])
+    return "gained" if (means.dropna() >= 0).all() else "changed by"
 
 
 def _gain_text(r: pd.DataFrame) -> str:
@@ -423,10 +432,13 @@ def common_changes(d: pd.DataFrame) -> list[str]:
     out += [change] if change else []
     r = d[_longer_mask(d)]
     if len(r) and r["rerun_gain"].notna().any():
-        which = " ".join([*(levels_text(r[c]) for c in ("study", "model") if d[c].nunique() > 1), "arm"])
+        per_model = model_lengths(r)
+        keys = ("study",) if per_model else ("study", "model")
+        which = " ".join([*(levels_text(r[c]) for c in keys if d[c].nunique() > 1), "arm"])
+        at = f"at its model's longer length ({per_model})" if per_model else f"at {levels_text(r['epochs'])} epochs"
         out.append(
-            f"The arms re-run longer gained {_gain_text(r)} from their extra epochs alone; running "
-            f"every {which} at {levels_text(r['epochs'])} epochs would compare them all at equal length."
+            f"The arms re-run longer {_gain_verb(r)} {_gain_text(r)} from their extra epochs alone; running "
+            f"every {which} {at} would compare them all at equal length."
         )
     return out
 
