@@ -256,21 +256,24 @@ def _space_file(meta: dict[str, Any]) -> str | None:
 
 
 def _base_file(search: Search) -> Path | None:
-    """The search's base config file: ``base`` relative to the study file it ran (from provenance.json)."""
+    """The search's base config file: ``base`` relative to the study file it ran (from provenance.json), in
+    this checkout (the working directory) when its copy is the config the search ran, else in the search's."""
     base = search.spec.base
     if base is None:
         return None
     p = Path(base).expanduser()
     space = _space_file(search.meta)
     workdir = (search.meta.get("trainable") or {}).get("workdir")
-    dirs = [Path(w) / Path(space or ".").parent for w in (workdir, os.getcwd()) if w]
+    dirs = [Path(w) / Path(space or ".").parent for w in (os.getcwd(), workdir) if w]
     found = [p] if p.is_absolute() else [d / p for d in dirs]
-    for f in found:
-        if f.is_file():
-            ran = (search.meta.get("trainable") or {}).get("base")
-            if isinstance(ran, dict) and load_config(f).model_dump(mode="json") != ran:
-                print(f"study.confirm: note: {f} has changed since the search ran (provenance.json)", file=sys.stderr)
-            return f.resolve()
+    files = [f for f in found if f.is_file()]
+    ran = (search.meta.get("trainable") or {}).get("base")
+    same = [f for f in files if not isinstance(ran, dict) or load_config(f).model_dump(mode="json") == ran]
+    if same:
+        return same[0].resolve()
+    if files:
+        print(f"study.confirm: note: {files[0]} has changed since the search ran (provenance.json)", file=sys.stderr)
+        return files[0].resolve()
     raise StudyError(
         f"{search.folder}: base {base!r} (relative to the study file {space or '?'}) not found at "
         f"{', '.join(map(str, found))}; expected the search's base training config"

@@ -93,6 +93,19 @@ def test_written_study_loads_with_three_arms_and_the_best_completed_trial(search
     assert "t2" in header and "55.5" in header and "python -m study.run" in header
 
 
+def test_the_base_is_this_checkouts_copy_when_the_search_ran_in_another(search, tmp_path, monkeypatch):
+    """The search ran in one checkout (provenance's workdir, here REPO); the confirmation is written in another
+    whose base config is the same: the written ``base`` points into this checkout, so the file works in a clone."""
+    here = tmp_path / "checkout"
+    (here / "configs").mkdir(parents=True)
+    (here / "search_spaces").mkdir()
+    (here / "configs" / "default.yaml").write_text((REPO / "configs" / "default.yaml").read_text())
+    monkeypatch.chdir(here)
+    write_confirm(str(search))
+    written = yaml.safe_load((here / "search_spaces" / "tuned_confirm.yaml").read_text())
+    assert written["base"] == "../configs/default.yaml"
+
+
 def test_each_arm_materializes_and_the_tuned_arm_reproduces_the_trial(search, tmp_path):
     out = tmp_path / "c.yaml"
     write_confirm(str(search), str(out), seeds=[7, 8])
