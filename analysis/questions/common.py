@@ -386,17 +386,21 @@ def rerun_text(d: pd.DataFrame) -> str:
 
 def _gain_verb(r: pd.DataFrame) -> str:
     """``"gained"`` when no model's re-runs lost mAP on average from their extra epochs, else ``"changed by"``."""
+    means = [g["rerun_gain"].mean() for _, g in _gain_groups(r)]
+    return "gained" if all(m >= 0 for m in means if pd.notna(m)) else "changed by"
+
+
+def _gain_groups(r: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """The re-runs of ``r`` per study and model where they span several (one group, key ``()``, otherwise)."""
     by = [c for c in ("study", "model") if c in r.columns and r[c].nunique() > 1]
-    means = r.groupby(by)["rerun_gain"].mean() if by else pd.Series([r["rerun_gain"].mean()])
-    return "gained" if (means.dropna() >= 0).all() else "changed by"
+    return [(k if isinstance(k, tuple) else (k,), g) for k, g in r.groupby(by, sort=True)] if by else [((), r)]
 
 
 def _gain_text(r: pd.DataFrame) -> str:
     """The re-runs' mean ``rerun_gain`` with its range (``"+0.36 mAP on average (+0.25 to +0.46)"``), per study
     and model when they span several (``"cl_vit smallcnn +10.92 mAP on average (…)"``); "" when no re-run has one."""
-    by = [c for c in ("study", "model") if c in r.columns and r[c].nunique() > 1]
     parts = []
-    for key, g in r.groupby(by, sort=True) if by else [((), r)]:
+    for key, g in _gain_groups(r):
         gain = g["rerun_gain"].dropna()
         if len(gain):
             avg = f"{gain.mean():+.2f} mAP on average ({gain.min():+.2f} to {gain.max():+.2f})"
