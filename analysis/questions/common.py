@@ -204,6 +204,11 @@ def model_lengths(d: pd.DataFrame) -> str:
     return ", ".join(f"{m} {level_text(e)}" for m, e in per_model.first().items()) + " epochs"
 
 
+def _epochs_text(d: pd.DataFrame) -> str:
+    """Each model's length (``"smallcnn 160, vit_tiny 32 epochs"``) when each has one, else ``"32, 160 epochs"``."""
+    return model_lengths(d) or f"{levels_text(d['epochs'])} epochs"
+
+
 def controlled(df: pd.DataFrame) -> pd.DataFrame:
     """The trials of ``df`` outside :data:`SEARCH_STUDIES` (the studies whose factors were set by a grid)."""
     return df[~df["study"].isin(SEARCH_STUDIES)]
@@ -292,7 +297,7 @@ def _compared_at(d: pd.DataFrame) -> str:
     )
     if longer.any():
         r = d[longer]
-        out += f", except the arms re-run longer ({model_lengths(r) or levels_text(r['epochs']) + ' epochs'})"
+        out += f", except the arms re-run longer ({_epochs_text(r)})"
     if (forms == EPOCHS_FORM).all() and "ratio" in d.columns and d["ratio"].nunique() > 1:
         out += " (mixed images add compute: at a higher ratio a run trains on more images; not equal compute)"
     return out
@@ -367,7 +372,7 @@ def rerun_text(d: pd.DataFrame) -> str:
         return ""
     every = bool(rerun.all())
     if every:
-        what = f"every arm ({len(r)} trials) at {model_lengths(r) or levels_text(r['epochs']) + ' epochs'}"
+        what = f"every arm ({len(r)} trials) at {_epochs_text(r)}"
     else:
         keys = [f for f in ("arm", "model", "ratio", "grid", "cl_weight") if f in r.columns and r[f].notna().any()]
         what = f"{len(r)} trial{'s' if len(r) != 1 else ''} ({', '.join(f'{f} {levels_text(r[f])}' for f in keys)})"
@@ -378,8 +383,9 @@ def rerun_text(d: pd.DataFrame) -> str:
     )
     gain = _gain_text(r)
     if gain:
-        out += f"; the longer runs {_gain_verb(r)} {gain} over their own seeds' shorter runs"
-        change = "gain" if _gain_verb(r) == "gained" else "change"
+        verb = _gain_verb(r)
+        out += f"; the longer runs {verb} {gain} over their own seeds' shorter runs"
+        change = "gain" if verb == "gained" else "change"
         out += "" if every else f", a {change} the other arms did not get (it is part of these arms' contrasts)"
     return out
 
