@@ -798,3 +798,31 @@ def test_notebook_check_names_the_failing_cell(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "broken.ipynb" in err and "cell 3" in err and "ZeroDivisionError" in err
     assert path.read_bytes() == before
+
+
+def test_the_rerun_line_names_each_setting_only_for_the_arms_it_means_something_for():
+    """A CutMix and a SpliceMix arm re-run longer, the baseline not: the CL weight (recorded as 1 for every
+    trial) belongs to neither, the ratio and grid to the SpliceMix arm only; one re-run's gain is not called an
+    average."""
+    from analysis.questions.common import rerun_text
+
+    r = pd.DataFrame(
+        {
+            "study": "methods",
+            "arm": ["cutmix", "cutmix", "splicemix", "splicemix", "baseline"],
+            "method": ["cutmix", "cutmix", "splicemix", "splicemix", "baseline"],
+            "model": "smallcnn",
+            "ratio": [np.nan, np.nan, 0.25, 0.25, 0.0],
+            "grid": [np.nan, np.nan, "default", "default", "default"],
+            "cl_weight": 1.0,
+            "epochs": [96, 96, 48, 48, 32],
+            "rerun_of": [48.0, 48.0, 32.0, 32.0, np.nan],  # the baseline was not re-run
+            "rerun_gain": [np.nan, np.nan, np.nan, 1.17, np.nan],
+        }
+    )
+    text = rerun_text(r)
+    assert text.startswith("4 trials (arm cutmix, splicemix, model smallcnn, ratio 0.25, grid default) at 48, 96")
+    assert "cl_weight" not in text
+    assert "gained +1.17 mAP (one trial)" in text and "on average" not in text
+    r.loc[r["arm"] == "splicemix", ["method", "arm"]] = "splicemix_cl"
+    assert "cl_weight 1" in rerun_text(r)

@@ -374,8 +374,7 @@ def rerun_text(d: pd.DataFrame) -> str:
     if every:
         what = f"every arm ({len(r)} trials) at {_epochs_text(r)}"
     else:
-        keys = [f for f in ("arm", "model", "ratio", "grid", "cl_weight") if f in r.columns and r[f].notna().any()]
-        what = f"{len(r)} trial{'s' if len(r) != 1 else ''} ({', '.join(f'{f} {levels_text(r[f])}' for f in keys)})"
+        what = f"{len(r)} trial{'s' if len(r) != 1 else ''} ({_arm_keys_text(r)})"
         what += f" at {levels_text(r['epochs'])} epochs"
     out = (
         f"{what}, superseding their {levels_text(r['rerun_of'])}-epoch runs in another part of the study: "
@@ -388,6 +387,18 @@ def rerun_text(d: pd.DataFrame) -> str:
         change = "gain" if verb == "gained" else "change"
         out += "" if every else f", a {change} the other arms did not get (it is part of these arms' contrasts)"
     return out
+
+
+def _arm_keys_text(r: pd.DataFrame) -> str:
+    """The settings that name the arms of ``r``, each over the trials it means something for (``_factor_mask``):
+    ``"arm splicemix, model smallcnn, ratio 1, grid default"``; a CutMix arm has no ratio, a SpliceMix arm no
+    CL weight."""
+    parts = []
+    for f in ("arm", "model", "ratio", "grid", "cl_weight"):
+        if f in r.columns:
+            values = r.loc[_factor_mask(r, f), f].dropna()
+            parts += [f"{f} {levels_text(values)}"] if len(values) else []
+    return ", ".join(parts)
 
 
 def _gain_verb(r: pd.DataFrame) -> str:
@@ -410,6 +421,7 @@ def _gain_text(r: pd.DataFrame) -> str:
         gain = g["rerun_gain"].dropna()
         if len(gain):
             avg = f"{gain.mean():+.2f} mAP on average ({gain.min():+.2f} to {gain.max():+.2f})"
+            avg = avg if len(gain) > 1 else f"{gain.iloc[0]:+.2f} mAP (one trial)"
             parts.append(" ".join([*map(str, key), avg]))
     return ", ".join(parts)
 
