@@ -354,6 +354,8 @@ def test_q2_one_data_cell_is_a_partial_answer():
     a = q2_ratio_by_data(_ratio_frame(cells=((2000, 0.0),)), n_boot=100)
     assert a.answerable and a.partial
     assert "ratio_data.yaml" in a.verdict and "cannot say" in a.verdict
+    assert not any("smaller data set" in c for c in a.changes)  # one size: the length compares no sizes
+    assert any("smaller data set" in c for c in q2_ratio_by_data(_ratio_frame(), n_boot=100).changes)
 
 
 def _main_frame(study: str, converged: bool, seeds: int = 4, epochs: int = 12) -> pd.DataFrame:

@@ -178,7 +178,8 @@ def _changes(e: _Evidence, d: pd.DataFrame, level: float) -> list[str]:
             f"In {len(low_freq)} of {len(bests)} cells the best ratio wins fewer than 80% of the seed "
             f"resamples: more seeds could move it to a neighbouring ratio."
         )
-    changes.append(_length_change(d))
+    if d["n_train"].nunique() > 1:  # the length's effect on comparing sizes (one size: nothing to compare)
+        changes.append(_length_change(d))
     changes.append(
         f"Only the ratios {levels_text(d['ratio'])} were tested; the best value between them is read from "
         f"the quadratic peak, which is an interpolation."
