@@ -41,10 +41,11 @@ nothing from ``study/`` or Ray is imported; the column names come from :mod:`spl
 ``converged``  ``final_converged`` as a nullable boolean: the trial's best-so-far val mAP gained less
                than 0.3 points over the last quarter of its epochs (``splicemix.results.convergence``);
                NA when the study predates the column
-``rerun_of``   for a trial that re-ran a trial of another part of its study for more epochs (an arm that
-               had not converged, re-run longer), or that ran another seed of such an arm at its longer
-               length: the epochs of the runs the arm supersedes; else NaN. The
-               superseded trial gets the status ``superseded`` (:func:`supersede`)
+``rerun_of``   for a trial that re-ran a trial of another part of its study for more epochs or a larger
+               budget of the same kind (an arm that had not converged, re-run longer), or that ran
+               another seed of such an arm at its longer length: the epochs of the runs the arm
+               supersedes; else NaN. The superseded trial gets the status ``superseded``
+               (:func:`supersede`); a budget re-run takes the ``budget`` of the runs it supersedes
 ``rerun_gain`` for such a trial: its mAP minus the mAP of the same seed's run it supersedes (what the
                extra epochs alone added); else NaN
 =============  ==================================================================================
@@ -515,47 +516,62 @@ def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def supersede(df: pd.DataFrame) -> pd.DataFrame:
     """An arm re-run longer replaces its shorter runs: within a study run in parts, a completed trial
-    with the same seed and the same values of every :func:`run_columns` but ``cfg.train.epochs`` as a
-    completed trial of another part that ran more epochs gets the status :data:`SUPERSEDED` (so no
-    answer uses it), and the longest run gets ``rerun_of`` = the epochs it supersedes and ``rerun_gain`` =
-    its mAP minus that run's (what the extra epochs alone added). The arm's length is then the longest:
-    its trials of other seeds at that length count as re-runs too (``rerun_gain`` NaN: no shorter run of
-    theirs), and its shorter trials of seeds never re-run are superseded. Trials with a
-    ``train.budget`` are never matched (their length is the budget). Returns a copy."""
+    with the same seed and the same values of every :func:`run_columns` but its length (``cfg.train.epochs``,
+    or the amount of a ``train.budget`` of the same kind) as a completed trial of another part that ran longer
+    gets the status :data:`SUPERSEDED` (so no answer uses it), and the longest run gets ``rerun_of`` = the
+    epochs it supersedes and ``rerun_gain`` = its mAP minus that run's (what the extra length alone added). The
+    arm's length is then the longest: its trials of other seeds at that length count as re-runs too
+    (``rerun_gain`` NaN: no shorter run of theirs), and its shorter trials of seeds never re-run are
+    superseded. A budget re-run keeps the ``budget`` of the runs it supersedes (``"steps 2976"``: the form it
+    is compared in; its own budget stays in its ``cfg.train.budget.*`` column). Returns a copy."""
     out = df.copy()
     out["rerun_of"] = out["rerun_gain"] = np.nan
     epochs_col = cfg_column("train.epochs")
     if epochs_col not in out.columns:
         return out
-    for study, g in out[(out["status"] == COMPLETED) & (out["budget"] == EPOCHS_FORM)].groupby("study"):
+    live = out[out["status"] == COMPLETED]
+    length_cols = {epochs_col, cfg_column("train.budget"), *(cfg_column(f"train.budget.{k}") for k in BUDGET_KINDS)}
+    kinds = live["budget"].map(lambda b: budget_parts(b)[0])
+    own = _length(live)  # each trial's own length (a re-run's ``budget`` is changed to its form's below)
+    for (study, _), g in live.groupby([live["study"], kinds]):
         if g["folder"].nunique() < 2:
             continue
-        cols = [c for c in run_columns(out, [study]) if c != epochs_col]
+        cols = [c for c in run_columns(out, [study]) if c not in length_cols]
         for _, runs in g.groupby(_run_keys(g, cols)):
-            if runs["folder"].nunique() < 2 or runs["epochs"].nunique() < 2:
+            length = own[runs.index]
+            if runs["folder"].nunique() < 2 or length.nunique() < 2:
                 continue
-            longest = runs["epochs"].idxmax()
-            shorter = runs[runs["epochs"] < runs.at[longest, "epochs"]]
+            longest = length.idxmax()
+            shorter = runs[length < length[longest]]
             out.loc[shorter.index, "status"] = SUPERSEDED
-            previous = shorter["epochs"].idxmax()
+            previous = own[shorter.index].idxmax()
             out.at[longest, "rerun_of"] = float(shorter.at[previous, "epochs"])
             out.at[longest, "rerun_gain"] = runs.at[longest, "mAP"] - shorter.at[previous, "mAP"]
-        _supersede_arms(out, g.index, [c for c in cols if c != cfg_column("train.seed")])
+            out.at[longest, "budget"] = shorter.at[previous, "budget"]
+        _supersede_arms(out, own[g.index], [c for c in cols if c != cfg_column("train.seed")])
     return out
 
 
-def _supersede_arms(out: pd.DataFrame, index: pd.Index, cols: list[str]) -> None:
-    """Within one study's trials (``index``), an arm (same ``cols``, any seed) with a trial re-run longer takes
-    that length for all its seeds: :func:`supersede`'s second step, in place."""
-    live = out.loc[index]
+def _length(d: pd.DataFrame) -> pd.Series:
+    """How long each trial of ``d`` was set to train: its epochs, or its budget's amount (one kind per frame)."""
+    amount = d["budget"].map(lambda b: pd.to_numeric(budget_parts(b)[1], errors="coerce"))
+    return d["epochs"].where(d["budget"] == EPOCHS_FORM, amount).astype(float)
+
+
+def _supersede_arms(out: pd.DataFrame, own: pd.Series, cols: list[str]) -> None:
+    """Within one study's trials of one length kind (``own``: their own lengths), an arm (same ``cols``, any
+    seed) with a trial re-run longer takes that length for all its seeds: :func:`supersede`'s second step, in
+    place."""
+    live = out.loc[own.index]
     live = live[live["status"] == COMPLETED]
     for _, arm in live.groupby(_run_keys(live, cols, seed=False)):
         rerun = arm[arm["rerun_of"].notna()]
         if rerun.empty:
             continue
-        length = rerun["epochs"].max()
-        out.loc[arm.index[arm["rerun_of"].isna() & (arm["epochs"] == length)], "rerun_of"] = rerun["rerun_of"].max()
-        out.loc[arm.index[arm["epochs"] < length], "status"] = SUPERSEDED
+        length = own[arm.index].max()
+        joined = arm.index[arm["rerun_of"].isna() & (own[arm.index] == length)]
+        out.loc[joined, ["rerun_of", "budget"]] = [rerun["rerun_of"].max(), rerun["budget"].iloc[0]]
+        out.loc[arm.index[own[arm.index] < length], "status"] = SUPERSEDED
 
 
 def completed(df: pd.DataFrame) -> pd.DataFrame:

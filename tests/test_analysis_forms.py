@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put the repository root on the path
     sys.path.insert(0, str(ROOT))
 
-from analysis import claims, load_studies, q2_ratio_by_data, tidy_trials  # noqa: E402
+from analysis import claims, load_studies, q2_ratio_by_data, supersede, tidy_trials  # noqa: E402
 from analysis.questions import answer_all  # noqa: E402
 from analysis.report import main as report_main  # noqa: E402
 from analysis.report import render_answers  # noqa: E402
@@ -57,6 +57,11 @@ def _tidy(rows: list[dict], study: str = "s") -> pd.DataFrame:
 def _steps(n: int) -> dict:
     """The columns the store writes for ``train.budget: {steps: n}`` (flatten_config walks the section)."""
     return {"cfg.train.budget.images": None, "cfg.train.budget.steps": n, "cfg.train.budget.seconds": None}
+
+
+def _images(n: int) -> dict:
+    """The columns the store writes for ``train.budget: {images: n}``."""
+    return {"cfg.train.budget.images": n, "cfg.train.budget.steps": None, "cfg.train.budget.seconds": None}
 
 
 def _ratio_rows(peaks: dict, extra: dict | None = None, seeds: int = 3, converged=None) -> list[dict]:
@@ -178,6 +183,43 @@ def test_one_form_gives_one_verdict_with_its_form():
     assert "at equal" not in a.verdict
     old = _q2(answer_all(_tidy(_ratio_rows({500: 0.25, 2000: 0.0})), n_boot=100))
     assert old.forms == [] and old.conditions["compared at"].startswith("equal epochs (12) (mixed images add compute")
+
+
+def test_a_budget_cell_rerun_with_a_larger_budget_supersedes_and_keeps_its_form():
+    """A step-budget study whose 2,000-image ratio-0.5 cell had not converged, re-run in another part with a
+    larger step budget (+2 mAP): the shorter runs are superseded, and the re-runs stay in the 1,500-step form
+    (one answer, not two forms), named as the arms re-run longer."""
+    first = _tidy(_ratio_rows({500: 0.0, 2000: 0.0}, {**_steps(1500), "epochs_run": 5}))
+    short = first[(first["n_train"] == 2000) & (first["ratio"] == 0.5)]
+    pairs = zip(short["seed"], short["mAP"], strict=True)
+    again = _tidy([_raw(s, 2000, 0.5, m + 2.0, **_steps(2250), epochs_run=7) for s, m in pairs])
+    first["folder"], again["folder"] = "s-a", "s-b"
+    again["trial_id"] = [f"b{i}" for i in range(len(again))]
+    df = supersede(pd.concat([first, again], ignore_index=True))
+    assert set(df.loc[df["status"] == "superseded", "trial_id"]) == set(short["trial_id"])
+    rerun = df[df["rerun_of"].notna()]
+    assert len(rerun) == 3 and set(rerun["folder"]) == {"s-b"} and set(rerun["rerun_of"]) == {5.0}
+    assert rerun["rerun_gain"].to_numpy() == pytest.approx([2.0] * 3)
+    assert set(df["budget"]) == {"steps 1500"}  # the re-runs answer in the form they were re-run for
+    a = _q2(answer_all(df, n_boot=100))
+    assert a.forms == [] and set(a.tables["by_ratio"]["n"]) == {3}
+    assert a.conditions["compared at"] == "equal steps (1,500), except the arms re-run longer (7 epochs)"
+    assert "3 trials (arm splicemix, model smallcnn, ratio 0.5, grid default" in a.conditions["re-run longer"]
+    same = supersede(pd.concat([first, again.assign(folder="s-a")], ignore_index=True))
+    assert same["rerun_of"].isna().all()  # two budgets within one part: a budget study, kept
+
+
+def test_the_paper_direction_pairs_ratios_at_equal_images_though_their_epochs_differ():
+    """At equal images seen a ratio-0.25 trial runs fewer epochs than a ratio-0 one (8 / 1.25): the paper's
+    SpliceMix − baseline contrast still pairs them by seed within the budget, as it pairs a re-run arm with the
+    arms whose length it re-ran."""
+    from analysis.questions.common import paper_direction
+
+    rows = _ratio_rows({2000: 0.25}, _images(64000))
+    for r in rows:
+        r["epochs_run"] = 8 / (1 + r["cfg.mix.mixed_ratio"])
+    text = paper_direction(_tidy(rows))
+    assert "SpliceMix − baseline +" in text and "(paper +1.4): agrees" in text
 
 
 # ------------------------------------------------------------------------------------------------
