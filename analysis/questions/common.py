@@ -489,12 +489,21 @@ def _headline(d: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
+def _paired_length(d: pd.DataFrame) -> pd.Series:
+    """The length a trial is paired at: its epochs; a re-run's the epochs of the runs it superseded (it stands in
+    their arm's place); 0 under a budget (the ``budget`` cell is the length: at equal images, a ratio's epochs
+    are its own)."""
+    e = d["rerun_of"].fillna(d["epochs"]) if "rerun_of" in d.columns else d["epochs"]
+    return e.where(_forms(d) == EPOCHS_FORM, 0)
+
+
 def paper_direction(d: pd.DataFrame, level: float = 0.95) -> str:
     """Whether the trials ``d`` go the paper's direction: SpliceMix − baseline and SpliceMix-CL − SpliceMix,
     seed-paired within a cell (study, model, data, length, weights), at the paper's setting where tested."""
     if not len(d) or "arm" not in d.columns:
         return ""
     h = _headline(d)
+    h = h.assign(epochs=_paired_length(h))
     keys = [k for k in _PAIR_CELL if k in h.columns and h[k].notna().all()]
     pairs = list(PAPER_GAINS.items())
     tables = holm_tables([paired_diff(h, keys, t, c, "mAP", factor="arm", level=level) for (t, c), _ in pairs], level)
