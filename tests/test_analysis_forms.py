@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put 
     sys.path.insert(0, str(ROOT))
 
 from analysis import claims, load_studies, q2_ratio_by_data, supersede, tidy_trials  # noqa: E402
+from analysis.load import BUDGET_KINDS  # noqa: E402
 from analysis.questions import answer_all  # noqa: E402
 from analysis.report import main as report_main  # noqa: E402
 from analysis.report import render_answers  # noqa: E402
@@ -54,14 +55,9 @@ def _tidy(rows: list[dict], study: str = "s") -> pd.DataFrame:
     return tidy_trials(raw, study)
 
 
-def _steps(n: int) -> dict:
-    """The columns the store writes for ``train.budget: {steps: n}`` (flatten_config walks the section)."""
-    return {"cfg.train.budget.images": None, "cfg.train.budget.steps": n, "cfg.train.budget.seconds": None}
-
-
-def _images(n: int) -> dict:
-    """The columns the store writes for ``train.budget: {images: n}``."""
-    return {"cfg.train.budget.images": n, "cfg.train.budget.steps": None, "cfg.train.budget.seconds": None}
+def _budget(kind: str, n: int) -> dict:
+    """The columns the store writes for ``train.budget: {<kind>: n}`` (flatten_config walks the section)."""
+    return {f"cfg.train.budget.{k}": n if k == kind else None for k in BUDGET_KINDS}
 
 
 def _ratio_rows(peaks: dict, extra: dict | None = None, seeds: int = 3, converged=None) -> list[dict]:
@@ -80,7 +76,7 @@ def _ratio_rows(peaks: dict, extra: dict | None = None, seeds: int = 3, converge
 def _two_forms(steps_peaks: dict) -> pd.DataFrame:
     """Equal epochs (peaks 0.25 at 500 images, 0 at 2000) and a 1,500-step budget (``steps_peaks``), one study."""
     epochs = _ratio_rows({500: 0.25, 2000: 0.0}, {"cfg.train.budget": None})
-    steps = _ratio_rows(steps_peaks, {**_steps(1500), "epochs_run": 5})
+    steps = _ratio_rows(steps_peaks, {**_budget("steps", 1500), "epochs_run": 5})
     return _tidy(epochs + steps)
 
 
@@ -93,7 +89,7 @@ def test_budget_pretrained_converged_aliases_from_raw_columns():
     rows = [
         _raw(**{"cfg.train.budget": None}),
         _raw(**{"cfg.train.budget.images": 120000, "epochs_run": 3}),
-        _raw(**_steps(1500), epochs_run=5),
+        _raw(**_budget("steps", 1500), epochs_run=5),
         _raw(**{"cfg.train.budget.seconds": 300.5}),
         _raw(**{"cfg.train.budget": '{"steps": 2000}'}),  # one column holding the mapping as JSON text
         _raw(**{"cfg.train.budget": {"images": 64000}}),
@@ -176,7 +172,7 @@ def test_two_forms_that_agree_say_so():
 
 
 def test_one_form_gives_one_verdict_with_its_form():
-    df = _tidy(_ratio_rows({500: 0.5, 2000: 0.5}, {**_steps(1500), "epochs_run": 5}))
+    df = _tidy(_ratio_rows({500: 0.5, 2000: 0.5}, {**_budget("steps", 1500), "epochs_run": 5}))
     a = _q2(answer_all(df, n_boot=100))
     assert a.forms == [] and a.agreement == "" and a.form_label == "at equal steps (1,500)"
     assert a.conditions["compared at"] == "equal steps (1,500)"
@@ -189,10 +185,10 @@ def test_a_budget_cell_rerun_with_a_larger_budget_supersedes_and_keeps_its_form(
     """A step-budget study whose 2,000-image ratio-0.5 cell had not converged, re-run in another part with a
     larger step budget (+2 mAP): the shorter runs are superseded, and the re-runs stay in the 1,500-step form
     (one answer, not two forms), named as the arms re-run longer."""
-    first = _tidy(_ratio_rows({500: 0.0, 2000: 0.0}, {**_steps(1500), "epochs_run": 5}))
+    first = _tidy(_ratio_rows({500: 0.0, 2000: 0.0}, {**_budget("steps", 1500), "epochs_run": 5}))
     short = first[(first["n_train"] == 2000) & (first["ratio"] == 0.5)]
     pairs = zip(short["seed"], short["mAP"], strict=True)
-    again = _tidy([_raw(s, 2000, 0.5, m + 2.0, **_steps(2250), epochs_run=7) for s, m in pairs])
+    again = _tidy([_raw(s, 2000, 0.5, m + 2.0, **_budget("steps", 2250), epochs_run=7) for s, m in pairs])
     first["folder"], again["folder"] = "s-a", "s-b"
     again["trial_id"] = [f"b{i}" for i in range(len(again))]
     df = supersede(pd.concat([first, again], ignore_index=True))
@@ -215,7 +211,7 @@ def test_the_paper_direction_pairs_ratios_at_equal_images_though_their_epochs_di
     arms whose length it re-ran."""
     from analysis.questions.common import paper_direction
 
-    rows = _ratio_rows({2000: 0.25}, _images(64000))
+    rows = _ratio_rows({2000: 0.25}, _budget("images", 64000))
     for r in rows:
         r["epochs_run"] = 8 / (1 + r["cfg.mix.mixed_ratio"])
     text = paper_direction(_tidy(rows))
@@ -264,7 +260,7 @@ def test_report_on_a_study_with_both_forms(tmp_path):
     study = tmp_path / "ratio_budget"
     study.mkdir()
     epochs = _ratio_rows({500: 0.25, 2000: 0.0}, {"cfg.train.budget": None}, converged=lambda s: True)
-    steps = _ratio_rows({500: 0.5, 2000: 0.5}, {**_steps(1500), "epochs_run": 5}, converged=lambda s: s > 0)
+    steps = _ratio_rows({500: 0.5, 2000: 0.5}, {**_budget("steps", 1500), "epochs_run": 5}, converged=lambda s: s > 0)
     raw = pd.DataFrame(epochs + steps)
     raw["trial_id"] = [f"t{i}" for i in range(len(raw))]
     raw.to_parquet(study / "trials.parquet")
@@ -281,7 +277,9 @@ def test_report_on_a_study_with_both_forms(tmp_path):
 def test_figure_subtitle_names_the_budget_and_the_weights():
     from analysis.plots import fig_ratio_by_data
 
-    rows = _ratio_rows({500: 0.5, 2000: 0.5}, {**_steps(1500), "epochs_run": 5, "cfg.model.pretrained": "shapes"})
+    rows = _ratio_rows(
+        {500: 0.5, 2000: 0.5}, {**_budget("steps", 1500), "epochs_run": 5, "cfg.model.pretrained": "shapes"}
+    )
     title = fig_ratio_by_data(_tidy(rows)).get_suptitle()
     assert "from shapes, a budget of 1,500 steps (5 epochs run), 3 seeds" in title
     old = fig_ratio_by_data(_tidy(_ratio_rows({500: 0.25, 2000: 0.0}))).get_suptitle()
