@@ -522,8 +522,9 @@ def supersede(df: pd.DataFrame) -> pd.DataFrame:
     epochs it supersedes and ``rerun_gain`` = its mAP minus that run's (what the extra length alone added). The
     arm's length is then the longest: its trials of other seeds at that length count as re-runs too
     (``rerun_gain`` NaN: no shorter run of theirs), and its shorter trials of seeds never re-run are
-    superseded. A budget re-run keeps the ``budget`` of the runs it supersedes (``"steps 2976"``: the form it
-    is compared in; its own budget stays in its ``cfg.train.budget.*`` column). Returns a copy."""
+    superseded. A budget re-run keeps the ``budget`` of the shortest run it supersedes (``"steps 2976"``: the
+    form it is compared in, though an arm re-run twice supersedes a re-run too; its own budget stays in its
+    ``cfg.train.budget.*`` column). Returns a copy."""
     out = df.copy()
     out["rerun_of"] = out["rerun_gain"] = np.nan
     epochs_col = cfg_column("train.epochs")
@@ -547,7 +548,7 @@ def supersede(df: pd.DataFrame) -> pd.DataFrame:
             previous = own[shorter.index].idxmax()
             out.at[longest, "rerun_of"] = float(shorter.at[previous, "epochs"])
             out.at[longest, "rerun_gain"] = runs.at[longest, "mAP"] - shorter.at[previous, "mAP"]
-            out.at[longest, "budget"] = shorter.at[previous, "budget"]
+            out.at[longest, "budget"] = shorter.at[own[shorter.index].idxmin(), "budget"]  # the form of the first run
         _supersede_arms(out, own[g.index], [c for c in cols if c != cfg_column("train.seed")])
     return out
 

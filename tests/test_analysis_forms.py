@@ -205,6 +205,29 @@ def test_a_budget_cell_rerun_with_a_larger_budget_supersedes_and_keeps_its_form(
     assert same["rerun_of"].isna().all()  # two budgets within one part: a budget study, kept
 
 
+def test_a_cell_rerun_twice_is_answered_by_its_longest_runs_and_later_seeds_join_them():
+    """ratio_data's path: seed 0's 2,000-image ratio-0.5 cell re-run at 2,250 steps (still short, +1), then at
+    4,000 (+1 more) with seeds 1-2 run straight at 4,000 (never short): every shorter run is superseded, the
+    longest carries the next shorter's epochs and gain, and the cell answers with all three seeds."""
+    first = _tidy(_ratio_rows({500: 0.0, 2000: 0.0}, {**_budget("steps", 1500), "epochs_run": 5}))
+    cell = (first["n_train"] == 2000) & (first["ratio"] == 0.5)
+    first = first[~cell | (first["seed"] == 0)]
+    m0 = float(first.loc[cell & (first["seed"] == 0), "mAP"].iloc[0])
+    mid = _tidy([_raw(0, 2000, 0.5, m0 + 1.0, **_budget("steps", 2250), epochs_run=7)])
+    last = _tidy([_raw(s, 2000, 0.5, m0 + 2.0 + s, **_budget("steps", 4000), epochs_run=13) for s in range(3)])
+    for d, part in ((first, "s-a"), (mid, "s-r"), (last, "s-s")):
+        d["folder"], d["trial_id"] = part, [f"{part}{i}" for i in range(len(d))]
+    df = supersede(pd.concat([first, mid, last], ignore_index=True))
+    gone = df[df["status"] == "superseded"]
+    assert sorted(gone["folder"]) == ["s-a", "s-r"] and set(gone["seed"]) == {0}
+    rerun = df[df["rerun_of"].notna()].sort_values("seed")
+    assert list(rerun["folder"]) == ["s-s"] * 3 and set(rerun["rerun_of"]) == {7.0}
+    assert rerun["rerun_gain"].iloc[0] == pytest.approx(1.0) and rerun["rerun_gain"].iloc[1:].isna().all()
+    assert set(df.loc[df["status"] != "superseded", "budget"]) == {"steps 1500"}  # the first run's form
+    a = _q2(answer_all(df, n_boot=100))
+    assert a.forms == [] and set(a.tables["by_ratio"]["n"]) == {3}
+
+
 def test_the_paper_direction_pairs_ratios_at_equal_images_though_their_epochs_differ():
     """At equal images seen a ratio-0.25 trial runs fewer epochs than a ratio-0 one (8 / 1.25): the paper's
     SpliceMix − baseline contrast still pairs them by seed within the budget, as it pairs a re-run arm with the
