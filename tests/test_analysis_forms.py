@@ -228,6 +228,16 @@ def test_a_cell_rerun_twice_is_answered_by_its_longest_runs_and_later_seeds_join
     assert a.forms == [] and set(a.tables["by_ratio"]["n"]) == {3}
 
 
+def test_the_seeds_line_says_when_conditions_have_different_numbers_of_seeds():
+    """ratio_data's noisier small-data cells get seeds 3-4 while the 2,000-image cells keep 3: the seeds line
+    counts every seed and says how many each condition has (and says nothing more when they are equal)."""
+    rows = _ratio_rows({500: 0.0, 2000: 0.0}, {**_budget("steps", 1500), "epochs_run": 5}, seeds=5)
+    more = _tidy([r for r in rows if r["seed"] < 3 or r["cfg.data.synthetic.n_train"] == 500])
+    assert _q2(answer_all(more, n_boot=100)).conditions["seeds"] == "5 (0, 1, 2, 3, 4); 3 to 5 per condition"
+    equal = _tidy([r for r in rows if r["seed"] < 3])
+    assert _q2(answer_all(equal, n_boot=100)).conditions["seeds"] == "3 (0, 1, 2)"
+
+
 def test_the_paper_direction_pairs_ratios_at_equal_images_though_their_epochs_differ():
     """At equal images seen a ratio-0.25 trial runs fewer epochs than a ratio-0 one (8 / 1.25): the paper's
     SpliceMix − baseline contrast still pairs them by seed within the budget, as it pairs a re-run arm with the

@@ -350,8 +350,7 @@ def conditions(all_trials: pd.DataFrame, used: pd.DataFrame) -> dict[str, str]:
     if len(mix):
         methods = ", ".join(method_name(m) for m in sorted(mix["method"].unique()))
         out["mixing"] = f"{methods}; ratio {levels_text(mix['ratio'])}; grids {levels_text(mix['grid'])}"
-    seeds = sorted(int(s) for s in used["seed"].dropna().unique())
-    out["seeds"] = f"{len(seeds)} ({', '.join(map(str, seeds))})"
+    out["seeds"] = _seeds_text(used)
     out["trials"] = _trials_text(all_trials, used)
     counts = convergence_counts(used)
     if counts is not None:
@@ -360,6 +359,18 @@ def conditions(all_trials: pd.DataFrame, used: pd.DataFrame) -> dict[str, str]:
     if rerun:
         out["re-run longer"] = rerun
     return out
+
+
+def _seeds_text(d: pd.DataFrame) -> str:
+    """``"3 (0, 1, 2)"``, and ``"; 3 to 5 per condition"`` when the conditions (the study and the factors it
+    varies, but not the length: a budget's epochs follow the data set) have different numbers of seeds."""
+    seeds = sorted(int(s) for s in d["seed"].dropna().unique())
+    text = f"{len(seeds)} ({', '.join(map(str, seeds))})"
+    keys = ["study", *sorted(varying(d) - {"epochs", "budget"})]
+    per = d.groupby(keys, dropna=False)["seed"].nunique() if len(d) else pd.Series(dtype=int)
+    if len(per) and per.min() != per.max():
+        text += f"; {per.min()} to {per.max()} per condition"
+    return text
 
 
 def rerun_text(d: pd.DataFrame) -> str:
