@@ -367,7 +367,7 @@ def _seeds_text(d: pd.DataFrame) -> str:
     seeds = sorted(int(s) for s in d["seed"].dropna().unique())
     text = f"{len(seeds)} ({', '.join(map(str, seeds))})"
     keys = ["study", *sorted(varying(d) - {"epochs", "budget"})]
-    per = d.groupby(keys, dropna=False)["seed"].nunique() if len(d) else pd.Series(dtype=int)
+    per = d.groupby(keys, dropna=False)["seed"].nunique()
     if len(per) and per.min() != per.max():
         text += f"; {per.min()} to {per.max()} per condition"
     return text
