@@ -335,7 +335,8 @@ def _generated_line(trials: pd.DataFrame, prov: pd.DataFrame, command: str) -> s
 
 
 def _at_a_glance(answers: Sequence[Answer]) -> str:
-    """One table row per answer: its title, study and first sentence."""
+    """One table row per answer: its title, study and first sentence (an answer in several forms: each
+    form's, labelled, then whether the forms agree)."""
     return md_table(
         pd.DataFrame(
             [
@@ -345,14 +346,20 @@ def _at_a_glance(answers: Sequence[Answer]) -> str:
                     "answer": (
                         "cannot be answered from the loaded results"
                         if not a.answerable
-                        else ("(partial) " if a.partial else "")
-                        + _first_sentence(a.agreement if a.forms else a.verdict)
+                        else ("(partial) " if a.partial else "") + _glance_text(a)
                     ),
                 }
                 for a in answers
             ]
         )
     )
+
+
+def _glance_text(a: Answer) -> str:
+    if not a.forms:
+        return _first_sentence(a.verdict)
+    each = [f"{f.form_label[:1].upper()}{f.form_label[1:]}: {_first_sentence(f.verdict, 200)}" for f in a.forms]
+    return " ".join([*each, _first_sentence(a.agreement)])
 
 
 def _provenance_md(prov: pd.DataFrame) -> list[str]:

@@ -162,6 +162,11 @@ def test_two_forms_give_two_labelled_verdicts_and_say_where_they_differ():
         md.index("do the forms agree?** The forms differ"),
     )
     assert i < j < k
+    glance = md.split("## At a glance")[1].split("# The open questions")[0]
+    row = next(line for line in glance.splitlines() if line.startswith("| Q2. The best"))
+    # each form's own first sentence, labelled, then the agreement's
+    assert row.index("At equal epochs (12): Best tested ratio") < row.index("At equal steps (1,500): Best tested")
+    assert row.index("At equal steps (1,500): Best tested") < row.index("The forms differ")
 
 
 def test_two_forms_that_agree_say_so():
