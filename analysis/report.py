@@ -58,7 +58,7 @@ from .load import (
 from .prose import level_text
 from .questions import FACTORS, Answer, answer_all, varying
 from .questions.common import CONVERGED_TEXT
-from .questions.forms import form_slug
+from .questions.forms import form_heading, form_slug
 from .stats import plateau_table, summarize
 
 __all__ = ["main", "build_parser", "write_report", "render_answers", "md_table", "summary_table", "convergence_table"]
@@ -358,7 +358,7 @@ def _at_a_glance(answers: Sequence[Answer]) -> str:
 def _glance_text(a: Answer) -> str:
     if not a.forms:
         return _first_sentence(a.verdict)
-    each = [f"{f.form_label[:1].upper()}{f.form_label[1:]}: {_first_sentence(f.verdict, 200)}" for f in a.forms]
+    each = [f"{form_heading(f)}: {_first_sentence(f.verdict, 200)}" for f in a.forms]
     return " ".join([*each, _first_sentence(a.agreement)])
 
 

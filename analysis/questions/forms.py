@@ -102,11 +102,16 @@ def by_form(question: Callable[[pd.DataFrame], Answer | list[Answer]], df: pd.Da
     return out
 
 
+def form_heading(f: Answer) -> str:
+    """A form's label as the opening of a sentence: "At equal epochs (12)"."""
+    return f.form_label[:1].upper() + f.form_label[1:]
+
+
 def _combine(a: Answer, per: list[Answer]) -> Answer:
     """One answer over several forms: each form's answer, and whether they agree."""
     ok = [f for f in per if f.answerable]
     sentence = agreement(per)
-    verdict = " ".join(f"{f.form_label[:1].upper()}{f.form_label[1:]}: {f.verdict}" for f in per) + " " + sentence
+    verdict = " ".join(f"{form_heading(f)}: {f.verdict}" for f in per) + " " + sentence
     return Answer(
         a.key,
         a.title,
