@@ -28,7 +28,7 @@ from splicemix.results import BEST_EPOCH, Status, best, cfg_column, final, flatt
 from .optuna_store import OptunaStore
 from .schema import StudySpec
 from .space import decode_params, distributions
-from .store import ResultStore
+from .store import ResultStore, run_length
 from .trial import trial_config
 
 __all__ = ["StudyCallback", "best_table", "error_line", "fmt"]
@@ -172,7 +172,7 @@ class StudyCallback(Callback):
         value: float | None = row.get(final(metric))
         if value is not None:
             parts.append(f"{metric} {value:.2f} (best {row.get(best(metric)):.2f} @ epoch {row.get(BEST_EPOCH)})")
-        parts.append(f"{row['epochs_run']}/{row['epochs_planned']} epochs")
+        parts.append(run_length(row))
         if row.get("wall_time_s") is not None:
             parts.append(f"{row['wall_time_s']:.0f} s")
         if row["status"] in (Status.ERROR.value, Status.DIVERGED.value) and row["message"]:

@@ -36,7 +36,7 @@ from splicemix.results import Status, cfg_column, final, flatten_config
 
 from .folder import META_JSON, STUDY_YAML
 from .schema import Param, StudyError, StudySpec, base_config_dict, format_study_error, load_study, materialize
-from .store import TRIALS_FILE, join_uri, resolve_storage
+from .store import TRIALS_FILE, join_uri, resolve_storage, run_length
 
 __all__ = ["Search", "read_search", "best_trial", "tuned_arm", "confirm_study", "write_confirm", "main"]
 
@@ -308,7 +308,7 @@ def _header(search: Search, best: dict[str, Any], doc: dict[str, Any], out: str,
         f"Written by: {command or 'python -m study.confirm ' + search.folder}",
         f"Search folder: {search.folder} ({len(search.trials)} trials, {n_done} completed, {n_stop} stopped)",
         f"Best trial: {best.get('trial_id')} (seed {best.get('seed')}): {final(s.metric)} "
-        f"{float(best[final(s.metric)]):.4f} after {best.get('epochs_run')} of {best.get('epochs_planned')} epochs",
+        f"{float(best[final(s.metric)]):.4f} after {run_length(best)}",
         *(f"  {k} = {_flat(arm[k.removeprefix('mix.')])}" for k in spec.space),
         "The tuned arm is that trial's searched values (full precision), the search's fixed mix keys "
         f"({', '.join(moved) or 'none'})",

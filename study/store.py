@@ -59,6 +59,7 @@ __all__ = [
     "HISTORY_FILE",
     "provenance",
     "RESTORED_EPOCHS",
+    "run_length",
 ]
 
 TRIALS_FILE = "trials.parquet"
@@ -306,6 +307,17 @@ def _outcome(status: Status, message: str, last: dict, epochs_run: int, planned:
     if status == Status.COMPLETED and epochs_run < planned and not last.get(BUDGET_SPENT):
         return Status.STOPPED, message or f"stopped early by the scheduler after {epochs_run} of {planned} epochs"
     return status, message
+
+
+def run_length(row: dict[str, Any]) -> str:
+    """How long a trial ran, for a progress or summary line: ``"12/16 epochs"``, or for a trial with
+    a ``train.budget`` ``"48 epochs (train.budget 2,976 steps)"`` (the budget, not train.epochs,
+    sets its length, so ``epochs_planned`` says nothing about it)."""
+    for kind in ("images", "steps", "seconds"):
+        value = row.get(cfg_column(f"train.budget.{kind}"))
+        if isinstance(value, int | float) and math.isfinite(value):
+            return f"{row.get('epochs_run')} epochs (train.budget {value:,g} {kind})"
+    return f"{row.get('epochs_run')}/{row.get('epochs_planned')} epochs"
 
 
 def _start_times(first: dict, launched_at: float | None) -> dict[str, float | None]:

@@ -208,3 +208,19 @@ def test_budget_run_resumes_exactly(root, tmp_path):
     # resuming a spent budget trains nothing
     again = train(load_config(None, overrides(root, part, *extra, "train.resume=true")))
     assert again["steps"] == 6 and len(rows(part)) == 2
+
+
+def test_a_budget_trial_reports_the_epochs_it_ran_not_a_fraction_of_train_epochs(tmp_path):
+    """The progress line of a trial under ``train.budget``: its epochs run and the budget, never
+    "48/20 epochs" (train.epochs does not set its length); without a budget, run / planned."""
+    from study.store import ResultStore, run_length
+
+    store = ResultStore(str(tmp_path / "study"), {}, "mAP", "max", [])
+    budget = {"train.epochs": 20, "train.budget.images": None, "train.budget.steps": 2976, "train.budget.seconds": None}
+    for trial_id, cfg in (("b", budget), ("e", {"train.epochs": 20})):
+        for epoch in range(1, 49 if trial_id == "b" else 13):
+            store.add_epoch(trial_id, 0, {}, {"epoch": epoch, "mAP": 50.0})
+        store.set_trial(trial_id, "completed", "", 0, cfg, 20, {"budget_spent": trial_id == "b"})
+    assert run_length(store.trials["b"]) == "48 epochs (train.budget 2,976 steps)"
+    assert run_length(store.trials["e"]) == "12/20 epochs"
+    assert store.trials["e"]["status"] == "stopped"  # short of train.epochs without a budget
