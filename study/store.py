@@ -5,7 +5,8 @@ Column names come from :mod:`splicemix.results` (the ``final_`` / ``best_`` / ``
 * ``trials.parquet``: one row per trial: ``trial_id``, ``status`` (completed (its epochs, or its
   ``train.budget``, used up) | stopped (by the early-stopping scheduler) | diverged | error |
   running), ``message``, ``seed``,
-  ``epochs_planned``, ``epochs_run``, ``wall_time_s``, ``setup_s`` (the trial function's start
+  ``epochs_planned`` (``train.epochs``; a trial with a ``train.budget`` runs as many epochs as the
+  budget needs, :func:`run_length`), ``epochs_run``, ``wall_time_s``, ``setup_s`` (the trial function's start
   to its first training step), ``launch_s`` (Tune launching the trial to its first training
   step), ``final_<metric>`` (last epoch), ``best_<metric>`` / ``best_epoch``, ``failures`` (Tune's
   retries of the trial) and ``resumed_from_epoch`` (the last checkpoint epoch an attempt of the
