@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from splicemix.config import BudgetConfig
 from splicemix.provenance import git_commit, machine
 from splicemix.results import (
     BEST_EPOCH,
@@ -314,7 +315,7 @@ def run_length(row: dict[str, Any]) -> str:
     """How long a trial ran, for a progress or summary line: ``"12/16 epochs"``, or for a trial with
     a ``train.budget`` ``"48 epochs (train.budget 2,976 steps)"`` (the budget, not train.epochs,
     sets its length, so ``epochs_planned`` says nothing about it)."""
-    for kind in ("images", "steps", "seconds"):
+    for kind in BudgetConfig.model_fields:  # images, steps, seconds
         value = row.get(cfg_column(f"train.budget.{kind}"))
         if isinstance(value, int | float) and math.isfinite(value):
             return f"{row.get('epochs_run')} epochs (train.budget {value:,g} {kind})"

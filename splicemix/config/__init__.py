@@ -38,6 +38,7 @@ from .schema import (
     MIXER_ARGS,
     MODEL_NAMES,
     PAIR_MIXERS,
+    BudgetConfig,
     CocoPaths,
     DataConfig,
     Method,
@@ -52,6 +53,7 @@ from .schema import (
 )
 
 __all__ = [
+    "BudgetConfig",
     "ConfigError",
     "DataConfig",
     "SyntheticKnobs",
