@@ -53,6 +53,7 @@ __all__ = [
     "trial_dirname",
     "trial_storage_dirs",
     "stored_checkpoint",
+    "heal_checkpoint",
 ]
 
 CONNECT_TIMEOUT_S = 30.0  #: default of --connect-timeout
@@ -494,6 +495,33 @@ def stored_checkpoint(dirs: list[str]) -> Any:
             if whole and epoch > 0 and (best is None or epoch > best[0]):
                 best = (epoch, Checkpoint(folder, filesystem=fs))
     return best[1] if best else None
+
+
+def heal_checkpoint(checkpoint: Any, dirs: list[str]) -> str | None:
+    """Make the checkpoint Tune will restore a trial from exist again, when it is gone; returns what
+    was done (None: nothing was needed).
+
+    ``CheckpointConfig(num_to_keep)`` has Ray delete a trial's older checkpoint the moment it
+    registers a newer one, and save the experiment state (which names the newest) only at its next
+    step, in the background. A driver killed in between leaves a state that names a deleted
+    checkpoint; ``Tuner.restore`` would then fail that trial on every retry ("Could not recover from
+    checkpoint as it does not exist on storage anymore"). The trial's newest whole stored checkpoint
+    (:func:`stored_checkpoint` of ``dirs``) is copied to the missing path, so it continues from
+    there; with none, an empty folder makes it start again from epoch 1.
+    """
+    import pyarrow.fs as pafs
+
+    if checkpoint is None:
+        return None
+    fs, path = checkpoint.filesystem, checkpoint.path
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        return None
+    newest = stored_checkpoint(dirs)
+    fs.create_dir(path, recursive=True)
+    if newest is None:
+        return f"{path} was gone and no other checkpoint was stored: it starts again"
+    pafs.copy_files(newest.path, path, source_filesystem=newest.filesystem, destination_filesystem=fs)
+    return f"{path} was gone: it continues from the newest stored one, {newest.path}"
 
 
 def _checkpoint_folders(fs: Any, path: str) -> list[str]:

@@ -12,6 +12,7 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -387,6 +388,24 @@ def experiment_analysis(path: str) -> Any:
     return ExperimentAnalysis(path, default_metric=spec.search.metric, default_mode=spec.search.mode)
 
 
+def _heal_checkpoints(study_uri: str) -> None:
+    """``--resume``: the checkpoint each unfinished trial restores from exists
+    (:func:`study.cluster.heal_checkpoint`; Ray may have deleted it just before the driver died)."""
+    log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = log.level
+    log.setLevel(logging.ERROR)  # not "Failed to fetch metrics" for every trial that has not started yet
+    try:
+        trials = experiment_analysis(study_uri).trials
+    finally:
+        log.setLevel(level)
+    for trial in trials:
+        if trial.status in ("TERMINATED", "ERROR"):  # not resumed (resume_errored=False)
+            continue
+        done = cluster.heal_checkpoint(trial.checkpoint, cluster.trial_storage_dirs(study_uri, trial.trial_id))
+        if done:
+            print(f"study.run: trial {trial.trial_id}: its last checkpoint {done}", flush=True)
+
+
 def _tuner(study: _Study, trainable: Any, callback: Any, concurrent: int | None) -> Any:
     """A new Tuner, or the study's Tuner restored (``--resume``) with this run's callback."""
     from ray import tune
@@ -396,6 +415,7 @@ def _tuner(study: _Study, trainable: Any, callback: Any, concurrent: int | None)
     spec, opts, folder = study.spec, study.opts, study.folder
     reporter = _reporter(spec, opts.report_every, opts.quiet)
     if opts.resume:
+        _heal_checkpoints(folder.uri)
         tuner = tune.Tuner.restore(
             folder.uri,
             trainable=trainable,

@@ -15,6 +15,7 @@ writers die mid-write. Every test here fails if the protection it checks is remo
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -186,7 +187,8 @@ def test_driver_sigkill_then_resume_keeps_every_trial_once(tmp_path):
     rows = _rows(study)
     ids = [r["trial_id"] for r in rows]
     assert len(ids) == 4 and len(set(ids)) == 4, ids  # every trial, exactly once
-    assert all(r["status"] == "completed" and r["epochs_run"] == 4 for r in rows), rows
+    outcome = [(r["trial_id"], r["status"], r["epochs_run"], r["resumed_from_epoch"], r["message"]) for r in rows]
+    assert all(r["status"] == "completed" and r["epochs_run"] == 4 for r in rows), (outcome, again.stdout[-3000:])
     after = {r["trial_id"]: r for r in rows}
     for tid, r in finished.items():  # finished before the kill: not re-run (same row, same wall time)
         assert after[tid]["wall_time_s"] == r["wall_time_s"] and after[tid]["final_mAP"] == r["final_mAP"]
@@ -198,6 +200,77 @@ def test_driver_sigkill_then_resume_keeps_every_trial_once(tmp_path):
         f"--resume took {resume_s:.1f} s "
         f"(Ray start included); resumed-from epochs: {[after[t]['resumed_from_epoch'] for t in sorted(after)]}"
     )
+
+
+def _state_checkpoints(study: Path) -> dict[str, Path]:
+    """The checkpoint that the experiment state names for each unfinished trial (what Tuner.restore
+    would hand it); {} while the state cannot be read yet."""
+    from study.runner import experiment_analysis
+
+    try:
+        trials = experiment_analysis(str(study)).trials
+    except Exception:  # the driver is writing it
+        return {}
+    # a running trial is saved as PENDING
+    return {t.trial_id: Path(t.checkpoint.path) for t in trials if t.status == "PENDING" and t.checkpoint}
+
+
+def test_resume_when_ray_deleted_the_checkpoint_the_state_names(tmp_path):
+    """Ray's race, made to happen: under CheckpointConfig(num_to_keep=1) Ray deletes a trial's
+    checkpoint when it registers the next and saves the experiment state (which names the newest)
+    only afterwards; a driver killed in between leaves a state naming a deleted checkpoint. Here
+    the driver is killed, then each running trial's named checkpoint is moved to the next index
+    (as if the next had been registered and the named one deleted). --resume must continue those
+    trials from the checkpoint that is there, not fail them ("does not exist on storage anymore")."""
+    space = _space(tmp_path, epochs=8, values="[0.0, 0.5]")
+    storage, cache = tmp_path / "st", tmp_path / "data"
+    study = storage / "s"
+    env = {**os.environ, "CI": "true"}
+    driver = subprocess.Popen(
+        _study_cmd(space, storage, cache), cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL
+    )
+    try:
+        end = time.time() + 400
+        named: dict[str, Path] = {}
+        while time.time() < end and driver.poll() is None and not named:
+            named = {t: p for t, p in _state_checkpoints(study).items() if p.name != "checkpoint_000000"}
+            time.sleep(0.2)
+        assert named, "no running trial had a second checkpoint named in the experiment state"
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(30)
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    raced = {}
+    for tid, path in _state_checkpoints(study).items():
+        if path.is_dir():
+            newer = path.with_name(f"checkpoint_{int(path.name.split('_')[1]) + 1:06d}")
+            if newer.exists():
+                shutil.rmtree(path)
+            else:
+                path.rename(newer)
+            raced[tid] = path
+    assert raced, "the killed study's state names no checkpoint of a running trial"
+
+    again = subprocess.run(
+        _study_cmd(space, storage, cache, "--resume"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = {r["trial_id"]: r for r in _rows(study)}
+    outcome = {t: (r["status"], r["epochs_run"], r["resumed_from_epoch"], r["message"]) for t, r in rows.items()}
+    assert len(rows) == 2 and all(r["status"] == "completed" and r["epochs_run"] == 8 for r in rows.values()), outcome
+    assert all(rows[t]["resumed_from_epoch"] >= 1 for t in raced), outcome  # continued, not started again
+    assert all(e == list(range(1, 9)) for e in _epochs_by_trial(study).values())
+    for tid, path in raced.items():
+        assert f"trial {tid}: its last checkpoint {path} was gone" in again.stdout, again.stdout
 
 
 # --------------------------------------------------------------------------- in-process Ray (tests/conftest.py)
