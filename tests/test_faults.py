@@ -243,15 +243,14 @@ def test_resume_when_ray_deleted_the_checkpoint_the_state_names(tmp_path):
             os.killpg(driver.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    raced = {}
-    for tid, path in _state_checkpoints(study).items():
-        if path.is_dir():
+    raced = _state_checkpoints(study)
+    for path in raced.values():
+        if path.is_dir():  # (not there: Ray's own race came first)
             newer = path.with_name(f"checkpoint_{int(path.name.split('_')[1]) + 1:06d}")
             if newer.exists():
                 shutil.rmtree(path)
             else:
                 path.rename(newer)
-            raced[tid] = path
     assert raced, "the killed study's state names no checkpoint of a running trial"
 
     again = subprocess.run(
