@@ -391,6 +391,8 @@ def experiment_analysis(path: str) -> Any:
 def _heal_checkpoints(study_uri: str) -> None:
     """``--resume``: the checkpoint each unfinished trial restores from exists
     (:func:`study.cluster.heal_checkpoint`; Ray may have deleted it just before the driver died)."""
+    from ray.tune.experiment import Trial
+
     log = logging.getLogger("ray.tune.analysis.experiment_analysis")
     level = log.level
     log.setLevel(logging.ERROR)  # not "Failed to fetch metrics" for every trial that has not started yet
@@ -399,7 +401,7 @@ def _heal_checkpoints(study_uri: str) -> None:
     finally:
         log.setLevel(level)
     for trial in trials:
-        if trial.status in ("TERMINATED", "ERROR"):  # not resumed (resume_errored=False)
+        if trial.status in (Trial.TERMINATED, Trial.ERROR):  # not resumed (resume_errored=False)
             continue
         done = cluster.heal_checkpoint(trial.checkpoint, cluster.trial_storage_dirs(study_uri, trial.trial_id))
         if done:

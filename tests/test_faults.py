@@ -133,6 +133,27 @@ def _study_cmd(space: str, storage: Path, cache: Path, *extra: str) -> list[str]
     ]
 
 
+def _kill_group(driver: subprocess.Popen) -> None:
+    """What survives a killed driver (its raylet, GCS, idle workers) goes too, as on a pre-empted node."""
+    try:
+        os.killpg(driver.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _resume(space: str, storage: Path, cache: Path, env: dict) -> subprocess.CompletedProcess:
+    """``python -m study.run --resume`` of the study, run to its end."""
+    return subprocess.run(
+        _study_cmd(space, storage, cache, "--resume"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,
+    )
+
+
 def test_driver_sigkill_then_resume_keeps_every_trial_once(tmp_path):
     """Runs before this module starts its own in-process Ray: the driver is a real
     ``python -m study.run`` process with its own local Ray."""
@@ -163,25 +184,13 @@ def test_driver_sigkill_then_resume_keeps_every_trial_once(tmp_path):
         os.kill(driver.pid, signal.SIGKILL)  # the fault: the driver dies, mid-study, with no chance to clean up
         driver.wait(30)
     finally:
-        # what survives a killed driver (its raylet, GCS, idle workers) goes too, as on a pre-empted node
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_group(driver)
     finished = {r["trial_id"]: r for r in before if r["status"] == "completed"}
     # trials cut off mid-way that had stored a checkpoint: --resume must continue them from it
     cut = {c.parent.name[len("trial_") :] for c in study.glob("trial_*/checkpoint_*")} - set(finished)
 
     t0 = time.time()
-    again = subprocess.run(
-        _study_cmd(space, storage, cache, "--resume"),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        start_new_session=True,
-    )
+    again = _resume(space, storage, cache, env)
     resume_s = time.time() - t0
     assert again.returncode == 0, again.stdout + again.stderr
     rows = _rows(study)
@@ -239,10 +248,7 @@ def test_resume_when_ray_deleted_the_checkpoint_the_state_names(tmp_path):
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(30)
     finally:
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_group(driver)
     raced = _state_checkpoints(study)
     for path in raced.values():
         if path.is_dir():  # (not there: Ray's own race came first)
@@ -253,15 +259,7 @@ def test_resume_when_ray_deleted_the_checkpoint_the_state_names(tmp_path):
                 path.rename(newer)
     assert raced, "the killed study's state names no checkpoint of a running trial"
 
-    again = subprocess.run(
-        _study_cmd(space, storage, cache, "--resume"),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        start_new_session=True,
-    )
+    again = _resume(space, storage, cache, env)
     assert again.returncode == 0, again.stdout + again.stderr
     rows = {r["trial_id"]: r for r in _rows(study)}
     outcome = {t: (r["status"], r["epochs_run"], r["resumed_from_epoch"], r["message"]) for t, r in rows.items()}
