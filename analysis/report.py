@@ -231,24 +231,39 @@ def _machine_text(machine: Any) -> str:
     return ", ".join(str(x) for x in (machine.get("node"), machine.get("platform"), cpus) if x)
 
 
-def _provenance_rows(dirs: Sequence[Path], trials: pd.DataFrame) -> pd.DataFrame:
+def _elapsed_s(history: pd.DataFrame | None, trial_ids: pd.Series) -> float:
+    """Seconds from the first of these trials' start to their last report (``trial_started_at`` and
+    ``reported_at``, Unix times the trials write with each epoch): the part's wall time, whatever
+    ran in parallel; NaN without those columns."""
+    if history is None or not {"trial_started_at", "reported_at"} <= set(history.columns):
+        return float("nan")
+    h = history[history["trial_id"].isin(trial_ids)]
+    start = pd.to_numeric(h["trial_started_at"], errors="coerce").min()
+    end = pd.to_numeric(h["reported_at"], errors="coerce").max()
+    return float(end - start) if np.isfinite(start) and np.isfinite(end) else float("nan")
+
+
+def _provenance_rows(dirs: Sequence[Path], trials: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per study directory: command, commit, machine, trial counts, its wall time (first trial
+    started to last trial reported) and its trial time (the trials' wall times summed: with trials run in
+    parallel, more than the wall time)."""
     rows = []
     for d, study in zip(dirs, study_names(dirs), strict=True):
         p = load_provenance(d)
         folder = Path(d).resolve().name
         t = trials[(trials["study"] == study) & (trials["folder"] == folder)] if "folder" in trials else trials
-        study = study if folder == study else f"{study} ({folder})"
+        label = study if folder == study else f"{study} ({folder})"
         counts = t["status"].value_counts()
         other = ", ".join(f"{n} {s}" for s, n in counts.items() if s != COMPLETED) or "0"
         cmd = p.get("command")
-        wall = (
-            _hms(float(pd.to_numeric(t.get("wall_time_s"), errors="coerce").sum()))
-            if "wall_time_s" in t.columns
-            else "n/a"
+        trial_time = (
+            _hms(float(pd.to_numeric(t["wall_time_s"], errors="coerce").sum())) if "wall_time_s" in t else "n/a"
         )
+        h = None if history is None or "study" not in history else history[history["study"] == study]
+        wall = _hms(_elapsed_s(h, t["trial_id"])) if "trial_id" in t else "n/a"
         rows.append(
             {
-                "study": study,
+                "study": label,
                 "path": str(d),
                 "command": shlex.join(cmd) if isinstance(cmd, list) else (cmd or ""),
                 "commit": p.get("git_commit") or "",
@@ -259,6 +274,7 @@ def _provenance_rows(dirs: Sequence[Path], trials: pd.DataFrame) -> pd.DataFrame
                 "trials": len(t),
                 "planned": planned_trials(p.get("study_yaml")) or "",
                 "wall time": wall,
+                "trial time": trial_time,
                 "versions": ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items()),
             }
         )
@@ -365,6 +381,9 @@ def _glance_text(a: Answer) -> str:
 def _provenance_md(prov: pd.DataFrame) -> list[str]:
     return [
         "# Provenance\n",
+        "One row per study directory. *wall time*: from its first trial's start to its last trial's last "
+        "report (Ray's start and the driver's wrap-up not counted); *trial time*: its trials' own wall times "
+        "summed, more than the wall time when trials ran in parallel.\n",
         md_table(
             prov,
             [
@@ -378,6 +397,7 @@ def _provenance_md(prov: pd.DataFrame) -> list[str]:
                 "trials",
                 "planned",
                 "wall time",
+                "trial time",
             ],
         ),
         "\n"
@@ -661,7 +681,7 @@ def write_report(
     log(f"loading {len(paths)} stud{'y' if len(paths) == 1 else 'ies'}")
     trials = load_studies(*paths)
     history = load_history(*paths)
-    prov = _provenance_rows(paths, trials)
+    prov = _provenance_rows(paths, trials, history)
     counts = trials["status"].value_counts()
     log(f"{len(trials)} trials ({', '.join(f'{n} {s}' for s, n in counts.items())}), {len(history)} epoch rows")
 

@@ -5,6 +5,7 @@ and (slow) the notebooks executed with nbclient."""
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -828,3 +829,20 @@ def test_the_rerun_line_names_each_setting_only_for_the_arms_it_means_something_
     assert "gained +1.17 mAP (one trial)" in text and "on average" not in text
     r.loc[r["arm"] == "splicemix", ["method", "arm"]] = "splicemix_cl"
     assert "cl_weight 1" in rerun_text(r)
+
+
+def test_provenance_wall_time_is_the_span_and_trial_time_the_sum(tmp_path):
+    study = tmp_path / "grid_scaling"
+    shutil.copytree(FIX / "grid_scaling", study)
+    t = pd.read_parquet(study / "trials.parquet")
+    t["wall_time_s"] = 600.0  # 18 trials of 10 min: 3 h of trial time
+    t.to_parquet(study / "trials.parquet")
+    h = pd.read_parquet(study / "history.parquet")
+    pair = h["trial_id"].map({tid: i // 2 for i, tid in enumerate(sorted(h["trial_id"].unique()))})
+    h["trial_started_at"] = 1.0e9 + 600.0 * pair  # two at a time, one pair after another: 90 min
+    h["reported_at"] = h["trial_started_at"] + 600.0 * h["epoch"] / h["epoch"].max()
+    h.to_parquet(study / "history.parquet")
+    assert report_main([str(study), "--out", str(tmp_path / "rep"), "--n-boot", "50", "--quiet"]) == 0
+    row = pd.read_csv(tmp_path / "rep" / "tables" / "provenance.csv").iloc[0]
+    assert (row["wall time"], row["trial time"]) == ("1 h 30 min", "3 h 00 min")
+    assert "*wall time*: from its first trial's start" in (tmp_path / "rep" / "answers.md").read_text()
