@@ -401,6 +401,18 @@ def test_q2_main_prefers_the_converged_one_data_set_study_over_the_data_grid_and
     assert not none.answerable and "ratio_converged.yaml" in none.verdict
 
 
+def test_q2_main_prefers_four_ratios_to_three_that_converged_more_often():
+    """One trial of the four-ratio study not converged does not hand the answer to a three-ratio study
+    (as the tuned preset's confirmation: ratio 0, the default 0.25 and the tuned ratio)."""
+    four = _main_frame("four", True, seeds=5, epochs=64)
+    four.loc[four.index[-1], "converged"] = False
+    three = _main_frame("three", True, seeds=5, epochs=80)
+    three = three[three["ratio"].isin([0.0, 0.25, 1.0])]
+    a = q2_main_ratio(pd.concat([three, four], ignore_index=True), n_boot=100)
+    assert a.study == "four" and "three" in " ".join(a.notes)
+    assert set(a.tables["by_ratio"]["ratio"]) == {0.0, 0.25, 0.5, 1.0}
+
+
 def test_an_arm_rerun_longer_in_another_part_supersedes_its_shorter_runs():
     rng = np.random.default_rng(4)
     gain = {0.0: 0.0, 0.25: 1.0, 1.0: -1.0}

@@ -4,10 +4,11 @@ study that trained it longest toward convergence.
 Q2 proper (:mod:`.q2`) asks how the best ratio moves with the training-set size and the imbalance,
 and picks the study with the most data cells. The main job asks it on one data set: ratio 0 / 0.25 /
 0.5 / 1 at the paper's default grids. This answer takes the studies that vary the ratio on exactly
-one data cell and test ratio 0, and picks the one whose trials converged most often (then the one
-with the most seeds, then the longest runs), so a converged rerun of the main job
-(``ratio_converged.yaml``, its equal-images companion ``ratio_images.yaml`` run as a part of it)
-answers rather than the 16-epoch ``ratio.yaml``. Its contrasts: every ratio against no mixing, and
+one data cell and test ratio 0, and picks the one that tests the most ratios, then the one whose
+trials converged most often (then the one with the most seeds, then the longest runs), so a
+converged rerun of the main job (``ratio_converged.yaml``, its equal-images companion
+``ratio_images.yaml`` run as a part of it) answers rather than the 16-epoch ``ratio.yaml``, and no
+study of fewer ratios (the tuned preset's confirmation) does. Its contrasts: every ratio against no mixing, and
 every other ratio against the best one, seed-paired, Holm-corrected over both tables together.
 """
 
@@ -42,14 +43,16 @@ TEXT = (
 
 def _score(g: pd.DataFrame) -> tuple | None:
     """Studies that vary the ratio (two mixing ratios at least) on one data cell, with ratio 0: the
-    share of trials that converged, then the number of seeds, then the longest run."""
+    number of ratios tested, then the share of trials that converged, then the number of seeds, then the
+    longest run (a two-ratio study, such as the tuned preset's confirmation against ratio 0, never
+    answers in place of the four ratios)."""
     if "ratio" not in varying(g) or g["n_train"].nunique(dropna=False) > 1 or g["imbalance"].nunique(dropna=False) > 1:
         return None
     if not (g["ratio"] == 0).any():
         return None
     counts = convergence_counts(g)
     share = counts[0] / counts[1] if counts else 0.0
-    return (share, g["seed"].nunique(), float(g["epochs"].max()))
+    return (g["ratio"].nunique(), share, g["seed"].nunique(), float(g["epochs"].max()))
 
 
 def _contrasts(d: pd.DataFrame, best: float, level: float) -> tuple[pd.DataFrame, pd.DataFrame]:
