@@ -8,8 +8,9 @@ one data cell and test ratio 0, and picks the one that tests the most ratios, th
 trials converged most often (then the one with the most seeds, then the longest runs), so a
 converged rerun of the main job (``ratio_converged.yaml``, its equal-images companion
 ``ratio_images.yaml`` run as a part of it) answers rather than the 16-epoch ``ratio.yaml``, and no
-study of fewer ratios (the tuned preset's confirmation) does. Its contrasts: every ratio against no mixing, and
-every other ratio against the best one, seed-paired, Holm-corrected over both tables together.
+study of fewer ratios (the tuned preset's confirmation) does. Its contrasts: every ratio against no
+mixing, and every other ratio against the best one, seed-paired, Holm-corrected over both tables
+together.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ TEXT = (
 def _score(g: pd.DataFrame) -> tuple | None:
     """Studies that vary the ratio (two mixing ratios at least) on one data cell, with ratio 0: the
     number of ratios tested, then the share of trials that converged, then the number of seeds, then the
-    longest run (a two-ratio study, such as the tuned preset's confirmation against ratio 0, never
-    answers in place of the four ratios)."""
+    longest run (a study of fewer ratios, such as the tuned preset's confirmation of ratio 0, the default
+    0.25 and the tuned ratio, never answers in place of the four ratios)."""
     if "ratio" not in varying(g) or g["n_train"].nunique(dropna=False) > 1 or g["imbalance"].nunique(dropna=False) > 1:
         return None
     if not (g["ratio"] == 0).any():
